@@ -1,0 +1,31 @@
+"""Keras on TensorFlow, imported once and quietly.
+
+TensorFlow 2.21 prints C++ start-up lines ("All log messages before absl::InitializeLog()...",
+oneDNN notices) before its logging is configured, so TF_CPP_MIN_LOG_LEVEL cannot silence them
+(an abseil bug). We hold stderr's file descriptor shut while TensorFlow loads, unless the user
+asked for its logs with TF_CPP_MIN_LOG_LEVEL=0 or 1. Python errors still surface as usual.
+"""
+
+import os
+
+
+def _import_tensorflow_quietly() -> None:
+    if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) < 2:
+        import tensorflow
+
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
+
+import keras  # noqa: E402
+
+__all__ = ["keras"]

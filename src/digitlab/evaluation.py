@@ -1,0 +1,119 @@
+"""Judge a trained run on the test split: the one place digitlab reads it.
+
+`score()` turns labels and probabilities into every figure of metrics.json;
+`evaluate()` runs a run folder's model on test and writes the files and the report.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix, log_loss
+
+from .data import MNIST, load_mnist
+from .errors import DigitlabError
+from .files import read_json, write_json, write_text
+
+CLASSES = [str(d) for d in range(10)]
+CALIBRATION_BINS = 15
+
+
+def score(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """All test figures from true labels (N,) and predicted probabilities (N, 10)."""
+    predicted = probs.argmax(axis=1)
+    confidence = probs.max(axis=1)
+    confusion = confusion_matrix(labels, predicted, labels=range(10))
+    report = classification_report(
+        labels, predicted, labels=range(10), target_names=CLASSES, output_dict=True, zero_division=0
+    )
+    return {
+        "test_accuracy": float((predicted == labels).mean()),
+        "test_loss": float(log_loss(labels, probs, labels=range(10))),
+        "test_errors": int((predicted != labels).sum()),
+        "test_size": len(labels),
+        "per_class": {c: {k: report[c][k] for k in ("precision", "recall", "f1-score", "support")} for c in CLASSES},
+        "macro_f1": report["macro avg"]["f1-score"],
+        "confusion": confusion.tolist(),
+        "most_confused": most_confused(confusion),
+        "calibration": calibration(labels, predicted, confidence),
+    }
+
+
+def most_confused(confusion: np.ndarray, top: int = 10) -> list[dict]:
+    off = confusion.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None)[::-1][:top]
+    pairs = [np.unravel_index(i, off.shape) for i in order]
+    return [{"true": int(t), "predicted": int(p), "count": int(off[t, p])} for t, p in pairs if off[t, p] > 0]
+
+
+def calibration(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray) -> dict:
+    """Top-label reliability: accuracy vs confidence in equal-width bins, and the expected
+    calibration error (the bins' |accuracy - confidence| weighted by their share)."""
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, CALIBRATION_BINS - 1)
+    correct = predicted == labels
+    bins = []
+    ece = 0.0
+    for b in range(CALIBRATION_BINS):
+        mask = which == b
+        if mask.any():
+            acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
+            ece += mask.mean() * abs(acc - conf)
+            bins.append(
+                {
+                    "lower": float(edges[b]),
+                    "upper": float(edges[b + 1]),
+                    "count": int(mask.sum()),
+                    "accuracy": acc,
+                    "confidence": conf,
+                }
+            )
+    return {"ece": float(ece), "bins": bins}
+
+
+def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Path | None = None) -> dict:
+    """Predict the test split with the run's model; write metrics.json, CSVs, plots, report.md."""
+    from .backend import keras
+    from .report import write_report
+
+    run_dir = Path(run_dir)
+    model_path = run_dir / "model.keras"
+    if not model_path.is_file():
+        raise DigitlabError(f"{run_dir} has no model.keras; is it a finished run? `digitlab runs` lists them")
+    record = read_json(run_dir / "run.json")
+    if data is None:
+        config = record["config"]
+        data = load_mnist(data_dir, val_size=config["val_size"], split_seed=config["split_seed"])
+    t0 = time.perf_counter()
+    model = keras.saving.load_model(model_path)  # safe mode: no arbitrary code from the file
+    probs = model.predict(data.x_test, batch_size=1000, verbose=0)
+    metrics = score(data.y_test, probs)
+    metrics["model"] = record["config"]["model"]
+    metrics["params"] = model.count_params()
+    _write_tables(run_dir, metrics)
+    write_report(run_dir, record, metrics, data, probs)
+    write_json(run_dir / "metrics.json", metrics)
+    record.setdefault("timings", {})["evaluate_s"] = round(time.perf_counter() - t0, 2)
+    record["test_accuracy"] = metrics["test_accuracy"]
+    write_json(run_dir / "run.json", record)
+    return metrics
+
+
+def _write_tables(run_dir: Path, metrics: dict) -> None:
+    confusion = np.array(metrics["confusion"])
+    normalised = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
+    header = "true\\predicted," + ",".join(CLASSES)
+    write_text(run_dir / "confusion.csv", _csv(header, confusion, "{:d}"))
+    write_text(run_dir / "confusion_normalized.csv", _csv(header, normalised, "{:.4f}"))
+    rows = ["class,precision,recall,f1,support"]
+    for c, r in metrics["per_class"].items():
+        rows.append(f"{c},{r['precision']:.4f},{r['recall']:.4f},{r['f1-score']:.4f},{int(r['support'])}")
+    write_text(run_dir / "per_class.csv", "\n".join(rows) + "\n")
+
+
+def _csv(header: str, matrix: np.ndarray, fmt: str) -> str:
+    lines = [header] + [f"{i}," + ",".join(fmt.format(v) for v in row) for i, row in enumerate(matrix)]
+    return "\n".join(lines) + "\n"

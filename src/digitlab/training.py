@@ -1,0 +1,227 @@
+"""Train one model into a run folder: weights, checkpoints, history, logs and run.json.
+
+A run folder holds everything needed to reproduce, resume and judge the run:
+  run.json        config, versions, machine, timings, status (running/completed/failed)
+  model.keras     the final model (best validation loss), Keras' native format
+  best.keras      the best checkpoint so far, updated during training
+  backup/         the last epoch's full state (weights, optimizer, epoch) for --resume
+  history.csv/json, logs/ (TensorBoard)
+Model selection (early stopping, best checkpoint) looks at the validation split only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backend import keras
+from .config import TrainConfig
+from .data import MNIST, load_mnist
+from .errors import DigitlabError
+from .files import read_json, write_atomic, write_json
+from .models import build
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+    import tensorflow as tf
+
+    return {
+        "digitlab": __version__,
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def machine() -> dict[str, object]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same data -> the same weights on CPU, bit for bit."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def take_subset(data: MNIST, n: int | None) -> MNIST:
+    if n is None or n >= len(data.y_train):
+        return data
+    # The validation share shrinks with it, so a quick run stays quick; test stays whole.
+    n_val = max(n // 5, 10)
+    return dataclasses.replace(
+        data, x_train=data.x_train[:n], y_train=data.y_train[:n], x_val=data.x_val[:n_val], y_val=data.y_val[:n_val]
+    )
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Keeps `best.keras` at the best validation loss; renamed into place, never half-written."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path, self.best = path, np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss", np.inf)
+        if loss < self.best:
+            self.best = loss
+            write_atomic(self.path, self.model.save)
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+    lr = config.lr
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * steps_per_epoch)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def new_run_dir(model: str, root: str | Path = "runs") -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{model}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"{model}-{stamp}-{n}"
+    return path
+
+
+def train(
+    config: TrainConfig | None = None,
+    data: MNIST | None = None,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    evaluate_after: bool = True,
+    verbose: int | str = "auto",
+) -> Path:
+    """Train `config.model` into the run folder `out` and (by default) evaluate it on test.
+
+    If `out` holds an interrupted run of the same config, training resumes from its last
+    completed epoch. Returns the run folder.
+    """
+    config = config or TrainConfig()
+    config.check()
+    run_dir = Path(out) if out else new_run_dir(config.model)
+    record = _start_record(run_dir, config)
+    timings = record.setdefault("timings", {})
+    try:
+        t0 = time.perf_counter()
+        if data is None:
+            data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
+        data = take_subset(data, config.subset)
+        record["data"] = data.summary()
+        timings["load_s"] = round(time.perf_counter() - t0, 2)
+        write_json(run_dir / "run.json", record)
+
+        seed_everything(config.seed)
+        model = build(config.model)
+        steps = int(np.ceil(len(data.y_train) / config.batch_size))
+        compile_model(model, config, steps)
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
+            AtomicCheckpoint(run_dir / "best.keras"),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+            keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
+        ]
+        if verbose == "auto":
+            verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
+        t0 = time.perf_counter()
+        fit = model.fit(
+            data.x_train,
+            data.y_train,
+            validation_data=(data.x_val, data.y_val),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        timings["train_s"] = round(time.perf_counter() - t0, 2)
+        write_atomic(run_dir / "model.keras", model.save)
+        history = _full_history(run_dir, fit.history)
+        write_json(run_dir / "history.json", history)
+        best = int(np.argmin(history["val_loss"]))
+        record["params"] = model.count_params()
+        record["epochs_run"] = len(history["val_loss"])
+        record["best"] = {
+            "epoch": best + 1,
+            "val_loss": history["val_loss"][best],
+            "val_accuracy": history["val_accuracy"][best],
+        }
+        record["status"] = "trained"
+        write_json(run_dir / "run.json", record)
+        if evaluate_after:
+            from .evaluation import evaluate
+
+            evaluate(run_dir, data=data)
+            record = read_json(run_dir / "run.json")  # evaluate adds its timing
+        record["status"] = "completed"
+        record["finished"] = _now()
+        write_json(run_dir / "run.json", record)
+        return run_dir
+    except BaseException as e:
+        record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        record["error"] = f"{type(e).__name__}: {e}".strip()
+        record["finished"] = _now()
+        write_json(run_dir / "run.json", record)
+        raise
+
+
+def _start_record(run_dir: Path, config: TrainConfig) -> dict:
+    """A new run.json, or the existing one when resuming the same config."""
+    path = run_dir / "run.json"
+    if path.exists():
+        record = read_json(path)
+        if record.get("status") == "completed":
+            raise DigitlabError(f"{run_dir} already holds a completed run; choose another --out")
+        if record.get("config") != dataclasses.asdict(config):
+            raise DigitlabError(
+                f"{run_dir} holds a run with another config; resume it with `digitlab train --resume {run_dir}` "
+                "or choose another --out"
+            )
+        record["resumed"] = record.get("resumed", 0) + 1
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record = {
+            "name": run_dir.name,
+            "created": _now(),
+            "config": dataclasses.asdict(config),
+            "versions": versions(),
+            "machine": machine(),
+        }
+    record.update(status="running", error=None, finished=None, pid=os.getpid(), host=platform.node())
+    write_json(path, record)
+    return record
+
+
+def _full_history(run_dir: Path, last_fit: dict) -> dict[str, list[float]]:
+    """history.csv spans every resumed fit; fall back on the last fit's history."""
+    csv = run_dir / "history.csv"
+    if csv.is_file():
+        rows = np.genfromtxt(csv, delimiter=",", names=True)
+        rows = np.atleast_1d(rows)
+        return {name: rows[name].tolist() for name in rows.dtype.names if name != "epoch"}
+    return {k: [float(v) for v in vs] for k, vs in last_fit.items()}
+
+
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -1,0 +1,50 @@
+"""Tests read the real MNIST from ../shared/data/mnist (or $DIGITLAB_DATA_DIR) and never download."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("DIGITLAB_DATA_DIR", ROOT.parent / "shared" / "data" / "mnist")).resolve()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    """No downloads; caches point at an empty temp home so a user's own copy never leaks in."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("DIGITLAB_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("KERAS_HOME", str(home / ".keras"))
+    monkeypatch.delenv("DIGITLAB_DATA_DIR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"real MNIST not found at {DATA_DIR}; set DIGITLAB_DATA_DIR")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist(data_dir):
+    from digitlab.data import load_mnist
+
+    return load_mnist(data_dir)
+
+
+def digitlab(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real CLI in a fresh process, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "digitlab.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
