@@ -142,7 +142,7 @@ def test_download_tries_mirrors_in_turn_and_verifies(data_dir, tmp_path):
         assert sorted(p.name for p in dest.iterdir()) == sorted(f"{n}.gz" for n, _ in FILES.values())
         assert files["train_images"].read_bytes() == (data_dir / "train-images-idx3-ubyte.gz").read_bytes()
         assert load_raw(dest).train_images.shape == (60000, 28, 28)
-        with pytest.raises(DigitlabError, match="could not download .* put the four MNIST files into"):
+        with pytest.raises(DigitlabError, match=r"could not download .* put the four MNIST files into"):
             download(tmp_path / "other", mirrors=(bad.url,), timeout=5)
         assert not any(p.suffix == ".gz" for p in (tmp_path / "other").iterdir())  # nothing half-written
     finally:
@@ -162,7 +162,7 @@ def test_split_is_stratified_disjoint_and_deterministic(mnist, data_dir):
     np.testing.assert_array_equal(train, again)
     assert not np.array_equal(train, other)
     assert mnist.x_train.shape == (50_000, 28, 28, 1) and mnist.x_train.dtype == np.float32
-    assert 0.0 <= mnist.x_train.min() and mnist.x_train.max() == 1.0
+    assert mnist.x_train.min() >= 0.0 and mnist.x_train.max() == 1.0
     assert len(mnist.y_val) == 10_000 and len(mnist.y_test) == 10_000
 
 

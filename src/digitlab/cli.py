@@ -102,11 +102,11 @@ def runs(root: Annotated[Path, typer.Argument(help="Folder holding run folders."
     records = list_runs(root)
     if not records:
         raise DigitlabError(f"no runs in {root}; train one with `digitlab train`")
-    table = Table("run", "model", "status", "epochs", "val acc", "test acc", "train s", "params")
+    table = Table("model", "status", "epochs", "val acc", "test acc", "train s", "params", title=f"runs in {root}")
+    table.add_column("run", no_wrap=True)  # last and unwrapped: the name must stay copyable
     for r in records:
         best = r.get("best") or {}
         table.add_row(
-            str(r["path"]),
             r["config"]["model"],
             run_status(r),
             str(r.get("epochs_run", "")),
@@ -114,8 +114,9 @@ def runs(root: Annotated[Path, typer.Argument(help="Folder holding run folders."
             f"{r['test_accuracy']:.2%}" if "test_accuracy" in r else "",
             f"{r['timings']['train_s']:.0f}" if "train_s" in r.get("timings", {}) else "",
             f"{r['params']:,}" if "params" in r else "",
+            r["path"].name,
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)  # pipes: no squeezed columns
 
 
 @app.command()

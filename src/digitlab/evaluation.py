@@ -76,13 +76,14 @@ def calibration(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarra
 
 def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Path | None = None) -> dict:
     """Predict the test split with the run's model; write metrics.json, CSVs, plots, report.md."""
-    from .backend import keras
-    from .report import write_report
-
     run_dir = Path(run_dir)
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
         raise DigitlabError(f"{run_dir} has no model.keras; is it a finished run? `digitlab runs` lists them")
+
+    from .backend import keras  # after the checks: a typo should not wait for TensorFlow
+    from .report import write_report
+
     record = read_json(run_dir / "run.json")
     if data is None:
         config = record["config"]

@@ -35,7 +35,7 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
     best = int(np.argmin(history["val_loss"])) + 1
     for ax in axes:
         ax.axvline(best, color="grey", linestyle="--", linewidth=1)
-    axes[0].annotate(f"best epoch {best}", (best, max(history["loss"])), fontsize=8, color="grey")
+    axes[0].annotate(f"kept: epoch {best} ", (best, max(history["loss"])), fontsize=8, color="grey", ha="right")
     save(fig, path)
 
 

@@ -155,7 +155,7 @@ def train(
             callbacks=callbacks,
             verbose=verbose,
         )
-        timings["train_s"] = round(time.perf_counter() - t0, 2)
+        timings["train_s"] = round(timings.get("train_s", 0) + time.perf_counter() - t0, 2)  # across resumes
         write_atomic(run_dir / "model.keras", model.save)
         history = _full_history(run_dir, fit.history)
         write_json(run_dir / "history.json", history)
@@ -214,13 +214,15 @@ def _start_record(run_dir: Path, config: TrainConfig) -> dict:
 
 
 def _full_history(run_dir: Path, last_fit: dict) -> dict[str, list[float]]:
-    """history.csv spans every resumed fit; fall back on the last fit's history."""
+    """The history of every fit of this run: history.csv spans resumed fits. An epoch redone
+    after a kill may appear twice; its last row wins."""
     csv = run_dir / "history.csv"
-    if csv.is_file():
-        rows = np.genfromtxt(csv, delimiter=",", names=True)
-        rows = np.atleast_1d(rows)
-        return {name: rows[name].tolist() for name in rows.dtype.names if name != "epoch"}
-    return {k: [float(v) for v in vs] for k, vs in last_fit.items()}
+    if not csv.is_file():
+        return {k: [float(v) for v in vs] for k, vs in last_fit.items()}
+    rows = np.atleast_1d(np.genfromtxt(csv, delimiter=",", names=True))
+    last = {int(epoch): i for i, epoch in enumerate(rows["epoch"])}
+    keep = [last[e] for e in sorted(last)]
+    return {name: rows[name][keep].tolist() for name in rows.dtype.names if name != "epoch"}
 
 
 def _now() -> str:
