@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,14 +38,16 @@ def mnist(data_dir):
     return load_mnist(data_dir)
 
 
-def digitlab(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real CLI in a fresh process, as a user would."""
+def digitlab(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600):
+    """Run the real CLI in a fresh process, as a user would, from a scratch folder (never the repo)."""
     full_env = {**os.environ, **(env or {})}
+    if cwd is None:
+        cwd = Path(tempfile.mkdtemp(prefix="digitlab-cwd-"))
     return subprocess.run(
         [sys.executable, "-m", "digitlab.cli", *args],
         capture_output=True,
         text=True,
         env=full_env,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=cwd,
     )

@@ -24,3 +24,11 @@ def test_classic_mlp_is_the_textbook_net():
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(DigitlabError, match="unknown model 'resnet9000'; choose one of: mlp"):
         build("resnet9000")
+
+
+def test_flops_match_a_hand_count():
+    from digitlab.models import flops_per_image
+
+    assert flops_per_image(build("mlp")) == 2 * (784 * 128 + 128 * 64 + 64 * 10)
+    # cnn: 3x3 conv 1->32 on 26x26, 3x3 conv 32->64 on 11x11, dense 5*5*64 -> 10
+    assert flops_per_image(build("cnn")) == 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 10)

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, digitlab
+from conftest import digitlab
 from PIL import Image
 
 from digitlab.config import TrainConfig
@@ -118,9 +118,10 @@ def test_same_seed_same_weights(mnist, tmp_path):
         (["runs", "/nonexistent"], "no runs in /nonexistent"),
     ],
 )
-def test_user_errors_are_one_line_without_traceback(args, message):
-    result = digitlab(*args, env={"DIGITLAB_OFFLINE": "1"})
+def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):
+    result = digitlab(*args, env={"DIGITLAB_OFFLINE": "1"}, cwd=tmp_path)
     assert result.returncode == 2
+    assert not any(tmp_path.iterdir())  # a failed command leaves nothing behind
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -180,11 +181,11 @@ def test_interrupted_training_resumes(tmp_path, data_dir):
     ]
     proc = subprocess.Popen(
         args,
-        cwd=ROOT,
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "DIGITLAB_OFFLINE": "1"},
+        env={**os.environ, "DIGITLAB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
     )
     for line in proc.stdout:  # wait until one epoch is backed up, then kill without warning
         if line.startswith("Epoch 2/"):

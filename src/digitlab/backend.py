@@ -27,5 +27,6 @@ def _import_tensorflow_quietly() -> None:
 _import_tensorflow_quietly()
 
 import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-__all__ = ["keras"]
+__all__ = ["keras", "tf"]

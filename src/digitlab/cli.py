@@ -34,23 +34,23 @@ DataDir = Annotated[
         "~/.cache/digitlab/mnist, ~/.keras/datasets; downloaded if absent).",
     ),
 ]
-_default = TrainConfig()
+
+
+def _recipe(help: str) -> typer.Option:
+    return typer.Option(help=f"{help} (default: the model's recipe, see `digitlab models`)", show_default=False)
 
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="Model name (see `digitlab models`).")] = _default.model,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs; early stopping may end sooner.")] = _default.epochs,
-    batch_size: Annotated[int, typer.Option(help="Images per gradient step.")] = _default.batch_size,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = _default.lr,
-    schedule: Annotated[str, typer.Option(help="'cosine' decay to zero or 'constant'.")] = _default.schedule,
-    patience: Annotated[
-        int, typer.Option(help="Epochs without val-loss progress before stopping.")
-    ] = _default.patience,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same result on CPU.")] = _default.seed,
-    val_size: Annotated[
-        int, typer.Option(help="Validation images taken from the 60k training set.")
-    ] = _default.val_size,
+    model: Annotated[str, typer.Option(help="Model name (see `digitlab models`).")] = "cnn",
+    epochs: Annotated[Optional[int], _recipe("Maximum epochs; early stopping may end sooner.")] = None,
+    batch_size: Annotated[Optional[int], _recipe("Images per gradient step.")] = None,
+    lr: Annotated[Optional[float], _recipe("Peak learning rate (Adam).")] = None,
+    schedule: Annotated[Optional[str], _recipe("Learning-rate schedule: cosine, onecycle or constant.")] = None,
+    precision: Annotated[Optional[str], _recipe("float32 or mixed_bfloat16.")] = None,
+    patience: Annotated[Optional[int], _recipe("Epochs without val-loss progress before stopping.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same result on CPU.")] = 0,
+    val_size: Annotated[int, typer.Option(help="Validation images taken from the 60k training set.")] = 10_000,
     subset: Annotated[Optional[int], typer.Option(help="Train on only this many images (quick looks).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/MODEL-TIMESTAMP).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder.")] = None,
@@ -63,17 +63,18 @@ def train(
     if resume is not None:
         config, out = load_config(resume), resume
     else:
-        config = TrainConfig(
-            model=model,
+        given = dict(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
             schedule=schedule,
+            precision=precision,
             patience=patience,
             seed=seed,
             val_size=val_size,
             subset=subset,
         )
+        config = TrainConfig.for_model(model, **{k: v for k, v in given.items() if v is not None})
     config.check()
     run_dir = run_training(config, out=out, data_dir=data_dir)
     _summary(run_dir)
@@ -122,11 +123,99 @@ def runs(root: Annotated[Path, typer.Argument(help="Folder holding run folders."
 @app.command()
 def models() -> None:
     """List the models digitlab can train."""
+    from .config import RECIPES
     from .models import MODELS, describe
 
     width = max(map(len, MODELS))
     for name in MODELS:
         typer.echo(f"{name:<{width}}  {describe(name)}")
+        if name in RECIPES:
+            typer.echo(" " * (width + 2) + "recipe: " + ", ".join(f"{k}={v}" for k, v in RECIPES[name].items()))
+
+
+@app.command()
+def export(
+    source: Annotated[Path, typer.Argument(help="A run folder or a .keras file.")],
+    format: Annotated[str, typer.Option("--format", help="onnx or savedmodel.")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option(help="Output path (default: beside the model).")] = None,
+) -> None:
+    """Export a trained model to ONNX (checked against Keras) or a TensorFlow SavedModel."""
+    from .export import export as run_export
+
+    typer.echo(f"wrote {run_export(source, format, out)}")
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files: PNG, JPEG, BMP, GIF, WebP, ...")],
+    model: Annotated[
+        Optional[Path], typer.Option(help="Run folder, .keras or .onnx (default: the shipped model).")
+    ] = None,
+    top_k: Annotated[int, typer.Option(help="How many candidates to show.")] = 3,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
+    number: Annotated[bool, typer.Option("--number", help="Read a written number: several digits.")] = False,
+    show: Annotated[Optional[Path], typer.Option(help="Write the 28x28 input the model saw here, as PNG.")] = None,
+) -> None:
+    """Read handwritten digits from image files, prepared the way MNIST was."""
+    import json
+
+    from .predict import load, predict_image
+
+    if not 1 <= top_k <= 10:
+        raise DigitlabError(f"--top-k must be between 1 and 10, got {top_k}")
+    reader = load(model)
+    failed = 0
+    for path in images:
+        try:
+            answer = predict_image(reader, path, top_k=top_k, number=number)
+        except DigitlabError as e:
+            failed += 1
+            typer.echo(
+                json.dumps({"file": str(path), "error": str(e)}) if json_lines else f"error: {e}", err=not json_lines
+            )
+            continue
+        seen = answer.pop("image28")
+        if show is not None:
+            answer["show"] = str(_save_png(seen, show / f"{path.stem}.28x28.png"))
+        typer.echo(json.dumps({"file": str(path), **answer}) if json_lines else f"{path}: {_describe(answer)}")
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Optional[Path], typer.Option(help="Run folder, .keras or .onnx (default: the shipped model).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_upload: Annotated[int, typer.Option(help="Largest request body accepted, in bytes.")] = 4 * 1024 * 1024,
+) -> None:
+    """Serve the REST API and the draw-a-digit page."""
+    from .serve import serve as run_server
+
+    if not 0 < port < 65536:
+        raise DigitlabError(f"--port must be between 1 and 65535, got {port}")
+    run_server(model, host, port, max_upload)
+
+
+def _describe(answer: dict) -> str:
+    if "number" in answer:
+        return answer["number"] if answer["number"] is not None else f"declined ({answer['reason']})"
+    if answer["digit"] is None:
+        return f"declined ({answer['reason']})"
+    others = ", ".join(f"{c['digit']} {c['probability']:.1%}" for c in answer["top_k"][1:])
+    return f"{answer['digit']} ({answer['confidence']:.1%})" + (f"; then {others}" if others else "")
+
+
+def _save_png(image, path: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    from .files import write_atomic
+
+    pixels = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
+    return write_atomic(path, lambda tmp: pixels.save(tmp, format="PNG"))
 
 
 @app.command()
@@ -165,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
         typer.echo(f"error: {e.format_message()}{hint}", err=True)
         return 2
+    except typer.Exit as e:
+        return e.exit_code
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted; resume a training run with `digitlab train --resume RUN_DIR`", err=True)
         return 130

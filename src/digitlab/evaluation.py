@@ -18,6 +18,37 @@ from .files import read_json, write_json, write_text
 
 CLASSES = [str(d) for d in range(10)]
 CALIBRATION_BINS = 15
+DECLINE_RATE = 0.01  # the confidence threshold may decline at most 1% of correctly read validation digits
+
+
+def scale_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T): T > 1 softens overconfident probabilities, T < 1 sharpens them."""
+    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_serving(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Temperature and decline threshold, both chosen on the validation split (never test)."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(t: float) -> float:
+        return float(log_loss(labels, scale_temperature(probs, t), labels=range(10)))
+
+    temperature = float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
+    scaled = scale_temperature(probs, temperature)
+    confidence, correct = scaled.max(1), scaled.argmax(1) == labels
+    threshold = float(np.quantile(confidence[correct], DECLINE_RATE))
+    accepted = confidence >= threshold
+    return {
+        "temperature": temperature,
+        "threshold": threshold,
+        "val_declined_fraction": float(1 - accepted.mean()),
+        "val_accuracy_accepted": float(correct[accepted].mean()),
+        "val_nll_before": nll(1.0),
+        "val_nll_after": nll(temperature),
+    }
 
 
 def score(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -90,8 +121,11 @@ def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Pat
         data = load_mnist(data_dir, val_size=config["val_size"], split_seed=config["split_seed"])
     t0 = time.perf_counter()
     model = keras.saving.load_model(model_path)  # safe mode: no arbitrary code from the file
+    serving = fit_serving(data.y_val, model.predict(data.x_val, batch_size=1000, verbose=0))
+    write_json(run_dir / "serving.json", serving)
     probs = model.predict(data.x_test, batch_size=1000, verbose=0)
     metrics = score(data.y_test, probs)
+    metrics["serving"] = serving
     metrics["model"] = record["config"]["model"]
     metrics["params"] = model.count_params()
     _write_tables(run_dir, metrics)

@@ -42,7 +42,10 @@ def build(name: str, **params) -> keras.Model:
 
 
 def _classifier(*body: layers.Layer) -> keras.Model:
-    return keras.Sequential([keras.Input(INPUT_SHAPE), *body, layers.Dense(NUM_CLASSES, activation="softmax")])
+    # The softmax stays float32 under mixed precision: bf16 probabilities would round away
+    # the confidence figures that calibration and declining rely on.
+    head = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")
+    return keras.Sequential([keras.Input(INPUT_SHAPE), *body, head])
 
 
 def _conv_bn(filters: int, size: int = 3, padding: str = "valid") -> list[layers.Layer]:
@@ -76,8 +79,8 @@ def mlp_dropout(rate: float = 0.2) -> keras.Model:
 
 @register
 def cnn(width: int = 32, dropout: float = 0.4) -> keras.Model:
-    """Compact convnet: two conv+BN+pool stages, dropout, softmax (>99%, ~10 s/epoch on 2 cores)."""
-    # Valid padding and early pooling keep it cheap on a CPU: about 2.5 MFLOPs per image.
+    """Compact convnet: two conv+BN+pool stages, dropout, softmax (99.2%, ~12 s/epoch on 2 cores)."""
+    # Valid padding and early pooling keep it cheap on a CPU: about 5 MFLOPs per image.
     return _classifier(
         *_conv_bn(width),
         layers.MaxPooling2D(),
@@ -86,3 +89,30 @@ def cnn(width: int = 32, dropout: float = 0.4) -> keras.Model:
         layers.Flatten(),
         layers.Dropout(dropout),
     )
+
+
+@register
+def fast(width: int = 16) -> keras.Model:
+    """Speed recipe: two 5x5 conv+BN+pool stages, 2 MFLOPs/image; 99% in 2 epochs (see RECIPES)."""
+    # 5x5 kernels without padding shrink 28 -> 24 -> 12 -> 8 -> 4: the most receptive field per FLOP.
+    return _classifier(
+        *_conv_bn(width, 5),
+        layers.MaxPooling2D(),
+        *_conv_bn(2 * width, 5),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+    )
+
+
+def flops_per_image(model: keras.Model) -> int:
+    """Forward-pass FLOPs for one image (2 per multiply-add), counted over the conv and dense
+    layers, which hold all but a sliver of the arithmetic; a training step costs about 3x."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            h, w, c_out = layer.output.shape[1:]
+            kh, kw, c_in, _ = layer.kernel.shape
+            total += 2 * h * w * c_out * kh * kw * c_in
+        elif isinstance(layer, layers.Dense):
+            total += 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+    return int(total)

@@ -1,0 +1,222 @@
+"""Real images -> MNIST-style 28x28 digits, the way MNIST itself was made.
+
+MNIST digits are white ink on black, anti-aliased, scaled so the longer side of the ink's
+bounding box is 20 px, and pasted into 28x28 with their centre of mass at the centre. A photo
+or a canvas drawing read without these steps is the usual reason a demo misreads a digit.
+
+    image -> greyscale -> ink white on black -> flatten uneven light -> Otsu threshold
+          -> drop specks -> crop to the ink -> even out stroke width -> longer side 20 px
+          -> centre of mass at (14, 14) in 28x28
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from .errors import DigitlabError
+
+MAX_PIXELS = 40_000_000  # larger images are refused: decompression bombs, not digits
+WORK_SIZE = 512  # big photos are reduced to this longer side first: plenty for a 20 px digit
+BOX = 20  # MNIST's longer side of the ink box
+SIZE = 28
+STROKE = 2.2  # MNIST's typical stroke width at the 20 px scale, in pixels
+SPECK = 0.05  # components below this share of the largest are noise, not ink
+MIN_CONTRAST = 0.15  # ink must differ from paper by this much (of the 0-1 range)
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+@dataclass
+class Prepared:
+    """The 28x28 image the model sees, and what preprocessing found on the way."""
+
+    image: np.ndarray  # float32 (28, 28) in [0, 1], white ink on black
+    inverted: bool = False
+    reason: str | None = None  # why there is no digit, when there is none
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # ink boxes in the work image
+
+
+def read_image(source: str | Path | bytes) -> np.ndarray:
+    """Any PIL-readable image (PNG, JPEG, BMP, GIF, WebP, ...) as float greyscale in [0, 1].
+
+    Transparent images (canvas exports) take their ink from the alpha channel when the colour
+    alone carries none; phone photos are turned upright by their EXIF orientation."""
+    name = "image" if isinstance(source, bytes) else str(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            if image.width * image.height == 0:
+                raise DigitlabError(f"{name} is empty (0 pixels)")
+            image.seek(0)  # first frame of an animation
+            image = ImageOps.exif_transpose(image)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DigitlabError(f"{name} is too large (over {MAX_PIXELS:,} pixels); send a smaller image") from None
+    except FileNotFoundError:
+        raise DigitlabError(f"{name}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DigitlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
+        grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        alpha = rgba[..., 3]
+        if np.ptp(alpha) > MIN_CONTRAST and np.ptp(grey[alpha > 0.5]) < MIN_CONTRAST:
+            return 1.0 - alpha  # strokes on a transparent canvas: opaque means ink (dark on light)
+        return grey * alpha + (1.0 - alpha)  # otherwise composite over white paper
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255
+
+
+def _shrink(grey: np.ndarray) -> np.ndarray:
+    if max(grey.shape) <= WORK_SIZE:
+        return grey
+    scale = WORK_SIZE / max(grey.shape)
+    size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
+    return np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX))
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold: the cut that maximises the between-class variance of the histogram."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(hist)
+    mean = np.cumsum(hist * centres)
+    total, total_mean = weight[-1], mean[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = np.nan_to_num((total_mean * weight - mean * total) ** 2 / (weight * (total - weight)))[:-1]
+    # Between well-separated classes every cut scores the same: take the middle of that plateau,
+    # not its first bin, so the cut keeps its distance from both paper and ink.
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float(centres[best].mean())
+
+
+def ink_image(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+    """White ink on black with the paper flattened to 0. Returns (ink, inverted)."""
+    grey = _shrink(grey)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    inverted = bool(np.median(border) > 0.5)  # light paper: MNIST wants light ink on dark
+    ink = 1.0 - grey if inverted else grey
+    # Uneven light: a grey opening wider than any stroke erases the strokes and keeps the paper.
+    size = max(3, int(max(ink.shape) / 6)) | 1
+    paper = ndimage.uniform_filter(ndimage.grey_opening(ink, size=(size, size)), size=size)
+    return np.clip(ink - paper, 0.0, 1.0), inverted
+
+
+def ink_mask(ink: np.ndarray) -> np.ndarray | None:
+    """The ink pixels without specks, or None if there is no ink worth the name."""
+    if ink.max() < MIN_CONTRAST:
+        return None
+    mask = ink > max(otsu(ink), MIN_CONTRAST / 2)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return None
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    keep = np.flatnonzero(sizes >= SPECK * sizes.max()) + 1
+    mask = np.isin(labels, keep)
+    return mask if mask.sum() >= 4 else None
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width: twice the mean distance from the ink's medial pixels to its edge."""
+    distance = ndimage.distance_transform_edt(mask)
+    ridge = (distance >= ndimage.maximum_filter(distance, size=3)) & mask
+    return float(2 * distance[ridge].mean()) if ridge.any() else 1.0
+
+
+def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Crop the ink, scale its longer side to 20 px, and centre its mass in 28x28."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    crop_mask = mask[top:bottom, left:right]
+    # The soft ink (anti-aliased edges) within a pixel of the mask, strongest stroke made 1.
+    near = ndimage.binary_dilation(crop_mask, iterations=1)
+    crop = np.where(near, ink[top:bottom, left:right], 0.0)
+    crop = np.clip(crop / max(np.percentile(crop[crop_mask], 90), 1e-6), 0.0, 1.0)
+    scale = BOX / max(crop.shape)
+    # Thin pen lines shrink to faint hairlines and marker strokes to blobs: even them out.
+    width = stroke_width(crop_mask) * scale
+    if width < STROKE * 0.7:
+        crop = ndimage.grey_dilation(crop, size=max(2, round((STROKE - width) / scale)))
+    elif width > STROKE * 1.8:
+        crop = ndimage.grey_erosion(crop, size=max(2, round((width - STROKE) / scale / 2)))
+    height_px, width_px = (max(1, round(d * scale)) for d in crop.shape)
+    small = np.asarray(
+        Image.fromarray(crop.astype(np.float32), mode="F").resize(
+            (width_px, height_px), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BILINEAR
+        )
+    )
+    small = np.clip(small, 0.0, 1.0)
+    out = np.zeros((SIZE, SIZE), np.float32)
+    cy, cx = ndimage.center_of_mass(small) if small.sum() > 0 else (height_px / 2, width_px / 2)
+    top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - height_px))
+    left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width_px))
+    out[top : top + height_px, left : left + width_px] = small
+    return out
+
+
+def prepare(source: str | Path | bytes | np.ndarray) -> Prepared:
+    """One digit from a file, bytes or a greyscale array in [0, 1]."""
+    grey = source if isinstance(source, np.ndarray) else read_image(source)
+    ink, inverted = ink_image(grey)
+    mask = ink_mask(ink)
+    if mask is None:
+        return Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason="no ink: the image is blank")
+    return Prepared(to_mnist(ink, mask), inverted)
+
+
+def segment(source: str | Path | bytes | np.ndarray, max_digits: int = 32) -> list[Prepared]:
+    """A written number: one Prepared per digit, left to right.
+
+    Ink components whose column spans overlap belong to one digit (the bar of a 5, the dot
+    of a sloppy 9). A group much wider than tall is two or more touching digits: declined."""
+    grey = source if isinstance(source, np.ndarray) else read_image(source)
+    ink, inverted = ink_image(grey)
+    mask = ink_mask(ink)
+    if mask is None:
+        return [Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason="no ink: the image is blank")]
+    labels, _ = ndimage.label(mask)
+    boxes = sorted(ndimage.find_objects(labels), key=lambda b: b[1].start)
+    groups: list[list[tuple[slice, slice]]] = []
+    for box in boxes:
+        if groups:
+            last = groups[-1]
+            start, stop = min(b[1].start for b in last), max(b[1].stop for b in last)
+            overlap = min(stop, box[1].stop) - max(start, box[1].start)
+            if overlap > 0.5 * min(stop - start, box[1].stop - box[1].start):
+                last.append(box)
+                continue
+        groups.append([box])
+    if len(groups) > max_digits:
+        raise DigitlabError(f"found {len(groups)} separate marks; --number reads at most {max_digits} digits")
+    height = max(b[0].stop - b[0].start for g in groups for b in g)
+    digits = []
+    for group in groups:
+        rows = slice(min(b[0].start for b in group), max(b[0].stop for b in group))
+        cols = slice(min(b[1].start for b in group), max(b[1].stop for b in group))
+        box = (rows.start, cols.start, rows.stop, cols.stop)
+        sub = np.zeros_like(mask)
+        for b in group:
+            sub[b] |= mask[b]
+        if (cols.stop - cols.start) > 1.1 * height:
+            digits.append(
+                Prepared(
+                    np.zeros((SIZE, SIZE), np.float32), inverted, reason="digits touch: write them apart", boxes=[box]
+                )
+            )
+            continue
+        digits.append(Prepared(to_mnist(ink * sub, sub), inverted, boxes=[box]))
+    return digits
+
+
+def naive(source: str | Path | bytes) -> np.ndarray:
+    """The usual demo's preprocessing, for comparison: resize to 28x28, invert if light."""
+    grey = read_image(source)
+    small = np.asarray(Image.fromarray(grey, mode="F").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+    return np.clip(1.0 - small if small.mean() > 0.5 else small, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,111 @@
+"""Export (ONNX checked against Keras, SavedModel) and `digitlab predict` on real image files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import digitlab
+from PIL import Image
+
+from digitlab.config import TrainConfig
+from digitlab.export import export
+from digitlab.predict import KerasModel, OnnxModel, load
+
+
+@pytest.fixture(scope="module")
+def run(mnist, tmp_path_factory):
+    from digitlab.training import train
+
+    config = TrainConfig(model="cnn", epochs=2, subset=5000)
+    return train(config, data=mnist, out=tmp_path_factory.mktemp("runs") / "cnn", verbose=0)
+
+
+def test_onnx_matches_keras_and_carries_calibration(run, mnist):
+    path = export(run, "onnx")
+    onnx_model, keras_model = OnnxModel(path), KerasModel(run / "model.keras")
+    x = mnist.x_test[:2000]
+    assert np.abs(onnx_model.probabilities(x) - keras_model.probabilities(x)).max() <= 1e-5
+    serving = json.loads((run / "serving.json").read_text())
+    assert onnx_model.info["temperature"] == pytest.approx(serving["temperature"])
+    assert onnx_model.info["threshold"] == pytest.approx(serving["threshold"])
+    assert onnx_model.info["metrics"]["test_accuracy"] > 0.9
+
+
+def test_savedmodel_export_gives_the_same_probabilities(run, mnist):
+    from digitlab.backend import tf
+
+    path = export(run, "savedmodel", out=run / "saved")
+    served = tf.saved_model.load(str(path))
+    x = mnist.x_test[:256]
+    got = served.serve(tf.constant(x)).numpy()
+    np.testing.assert_allclose(got, KerasModel(run / "model.keras").probabilities(x), atol=1e-5)
+
+
+def test_serving_threshold_is_chosen_on_validation(run):
+    serving = json.loads((run / "serving.json").read_text())
+    # At most 1% of correctly read validation digits fall under the threshold.
+    assert 0 < serving["val_declined_fraction"] < 0.1
+    assert serving["val_nll_after"] <= serving["val_nll_before"] + 1e-9
+
+
+def test_predict_cli_json_show_and_bad_files(run, mnist, tmp_path):
+    onnx = export(run, "onnx", out=tmp_path / "m.onnx")
+    files = []
+    for d in (3, 8):
+        i = int(np.flatnonzero(mnist.y_test == d)[0])
+        path = tmp_path / f"digit{d}.jpg"
+        Image.fromarray(((1 - np.kron(mnist.x_test[i].squeeze(), np.ones((6, 6)))) * 255).astype(np.uint8)).save(path)
+        files.append(path)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    result = digitlab(
+        "predict",
+        *map(str, files),
+        str(bad),
+        "--model",
+        str(onnx),
+        "--json",
+        "--top-k",
+        "2",
+        "--show",
+        str(tmp_path / "seen"),
+    )
+    assert result.returncode == 2  # one file was bad
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a.get("digit") for a in answers[:2]] == [3, 8]
+    assert len(answers[0]["probabilities"]) == 10 and len(answers[0]["top_k"]) == 2
+    assert answers[2]["file"] == str(bad) and "not a readable image" in answers[2]["error"]
+    with Image.open(answers[0]["show"]) as seen:
+        assert seen.size == (28, 28)
+    plain = digitlab("predict", str(files[0]), "--model", str(onnx))
+    assert plain.returncode == 0 and plain.stdout.startswith(f"{files[0]}: 3 (")
+
+
+def test_shipped_model_works_without_training_and_without_tensorflow(mnist, tmp_path):
+    i = int(np.flatnonzero(mnist.y_test == 5)[0])
+    path = tmp_path / "five.png"
+    Image.fromarray((mnist.x_test[i].squeeze() * 255).astype(np.uint8)).resize((200, 200)).save(path)
+    code = (
+        "import sys; from digitlab.predict import load, predict_image; "
+        f"a = predict_image(load(), {str(path)!r}); "
+        "assert 'tensorflow' not in sys.modules, 'ONNX inference imported TensorFlow'; print(a['digit'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "5"
+    assert load().info["metrics"]["test_accuracy"] > 0.99
+
+
+def test_predict_user_errors(tmp_path):
+    for args, message in (
+        (["predict", str(tmp_path / "missing.png")], "no such file"),
+        (["predict", "x.png", "--model", str(tmp_path / "nope.onnx")], "no model at"),
+        (["predict", "x.png", "--top-k", "0"], "--top-k must be between 1 and 10"),
+        (["export", str(tmp_path), "--format", "tflite"], "unknown format 'tflite'"),
+    ):
+        result = digitlab(*args)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -1,0 +1,109 @@
+"""MNIST-style preprocessing, checked against MNIST itself and on realistic renders."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from digitlab import synth
+from digitlab.errors import DigitlabError
+from digitlab.preprocess import BOX, SIZE, naive, otsu, prepare, read_image, segment
+
+
+def png(array: np.ndarray, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_otsu_splits_two_populations():
+    rng = np.random.default_rng(0)
+    paper, ink = 0.1 + rng.normal(0, 0.02, 900), 0.8 + rng.normal(0, 0.02, 100)
+    cut = otsu(np.clip(np.concatenate([paper, ink]), 0, 1))
+    assert paper.max() < cut < ink.min()
+    assert abs(cut - (paper.max() + ink.min()) / 2) < 0.05  # mid-gap, away from both classes
+
+
+def test_output_follows_mnist_conventions(mnist):
+    """A large dark-on-light rendering of an MNIST digit comes back with MNIST's geometry."""
+    digit = mnist.x_test[0].squeeze()
+    big = np.kron(1.0 - digit, np.ones((10, 10), np.float32))  # 280x280, black ink on white
+    prepared = prepare(png((big * 255).astype(np.uint8)))
+    out = prepared.image
+    assert prepared.inverted and prepared.reason is None
+    assert out.shape == (SIZE, SIZE) and out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+    rows, cols = np.flatnonzero(out.max(1) > 0.1), np.flatnonzero(out.max(0) > 0.1)
+    assert max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) in (BOX - 1, BOX, BOX + 1)
+    cy, cx = ndimage.center_of_mass(out)
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+    # Close to the original MNIST digit it came from.
+    assert np.corrcoef(out.ravel(), digit.ravel())[0, 1] > 0.7
+
+
+def test_polarity_either_way_gives_the_same_digit(mnist):
+    digit = (np.kron(mnist.x_test[1].squeeze(), np.ones((8, 8))) * 255).astype(np.uint8)
+    light_on_dark, dark_on_light = prepare(png(digit)), prepare(png(255 - digit))
+    assert not light_on_dark.inverted and dark_on_light.inverted
+    assert np.abs(light_on_dark.image - dark_on_light.image).mean() < 0.02
+
+
+def test_transparent_canvas_takes_ink_from_alpha(mnist):
+    digit = (np.kron(mnist.x_test[2].squeeze(), np.ones((10, 10))) * 255).astype(np.uint8)
+    rgba = np.zeros((*digit.shape, 4), np.uint8)
+    rgba[..., 3] = digit  # white... or any colour: ink is where it is opaque
+    assert prepare(png(rgba, "RGBA")).reason is None
+    assert prepare(png(rgba, "RGBA")).image.max() > 0.9
+
+
+def test_blank_and_noise_only_images_have_no_ink():
+    assert prepare(png(np.full((100, 100), 255, np.uint8))).reason.startswith("no ink")
+    speckle = np.full((200, 200), 250, np.uint8) - np.random.default_rng(0).integers(0, 12, (200, 200)).astype(np.uint8)
+    assert prepare(png(speckle)).reason.startswith("no ink")
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"definitely not an image", "not a readable image"),
+        (png(np.zeros((50, 50), np.uint8))[:60], "not a readable image"),  # truncated PNG
+    ],
+)
+def test_bad_images_are_refused_clearly(payload, message):
+    with pytest.raises(DigitlabError, match=message):
+        read_image(payload)
+
+
+def test_decompression_bomb_is_refused():
+    bomb = io.BytesIO()
+    Image.new("L", (9000, 9000)).save(bomb, format="PNG")  # 81 Mpx of zeros: a few KB compressed
+    assert len(bomb.getvalue()) < 200_000
+    with pytest.raises(DigitlabError, match="too large"):
+        read_image(bomb.getvalue())
+
+
+def test_all_synthetic_kinds_render(mnist):
+    for kind in synth.KINDS:
+        images, labels = synth.render(kind, mnist.x_test, mnist.y_test, n=3, seed=1)
+        assert len(images) == 3 and len(labels) == 3
+        assert prepare(images[0]).reason is None and naive(images[0]).shape == (28, 28)
+
+
+def test_segment_reads_digits_left_to_right(mnist):
+    # Three MNIST digits side by side with gaps, as a written number.
+    picks = [np.flatnonzero(mnist.y_test == d)[0] for d in (2, 0, 7)]
+    strip = np.concatenate([np.pad(mnist.x_test[i].squeeze(), ((0, 0), (6, 6))) for i in picks], axis=1)
+    digits = segment(png(((1 - np.kron(strip, np.ones((6, 6)))) * 255).astype(np.uint8)))
+    assert len(digits) == 3 and all(d.reason is None for d in digits)
+    lefts = [d.boxes[0][1] for d in digits]
+    assert lefts == sorted(lefts)
+
+
+def test_touching_digits_are_declined():
+    wide = np.full((60, 200), 255, np.uint8)
+    wide[25:35, 10:190] = 0  # one long bar: far wider than tall
+    wide[10:50, 10:20] = 0
+    assert segment(png(wide))[0].reason.startswith("digits touch")

@@ -1,0 +1,145 @@
+"""The REST API on the shipped model: real requests, real images, every bad input a clear 4xx."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from digitlab.serve import MAX_BATCH, create_app
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(max_upload=1_000_000)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    """Ten MNIST test digits, one of each class, as dark-on-light 140x140 PNGs."""
+    picks = [int(np.flatnonzero(mnist.y_test == d)[3]) for d in range(10)]
+    return [png(((1 - np.kron(mnist.x_test[i].squeeze(), np.ones((5, 5)))) * 255).astype(np.uint8)) for i in picks]
+
+
+def test_health_and_model_card(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    card = client.get("/v1/model").json()
+    assert card["format"] == "onnx" and card["metrics"]["test_accuracy"] > 0.99
+    assert 0 < card["threshold"] < 1 and card["temperature"] > 0 and card["command"].startswith("digitlab train")
+
+
+def test_multipart_upload_reads_each_digit(client, digits):
+    for d, image in enumerate(digits):
+        r = client.post("/v1/predict", files={"file": (f"{d}.png", image, "image/png")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["digit"] == d, body
+        assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-4
+        assert np.array(body["input28"]).shape == (28, 28)
+
+
+def test_json_base64_and_pixels(client, digits, mnist):
+    r = client.post("/v1/predict", json={"image": "data:image/png;base64," + base64.b64encode(digits[7]).decode()})
+    assert r.status_code == 200 and r.json()["digit"] == 7
+    index = int(np.flatnonzero(mnist.y_test == 4)[0])
+    pixels = (mnist.x_test[index].squeeze() * 255).round().tolist()
+    r = client.post("/v1/predict", json={"pixels": pixels})
+    assert r.status_code == 200 and r.json()["digit"] == 4
+
+
+def test_batch_endpoint_keeps_going_past_a_bad_image(client, digits):
+    files = [("files", (f"{d}.png", digits[d], "image/png")) for d in (1, 2)] + [
+        ("files", ("x.png", b"junk", "image/png"))
+    ]
+    results = client.post("/v1/predict/batch", files=files).json()["results"]
+    assert [r.get("digit") for r in results[:2]] == [1, 2]
+    assert "not a readable image" in results[2]["error"]
+
+
+def test_blank_image_is_declined_not_guessed(client):
+    body = client.post("/v1/predict", files={"file": ("blank.png", png(np.full((64, 64), 255, np.uint8)))}).json()
+    assert body["digit"] is None and body["reason"].startswith("no ink")
+
+
+def test_number_mode(client, mnist):
+    picks = [int(np.flatnonzero(mnist.y_test == d)[1]) for d in (2, 0, 2, 6)]
+    strip = np.concatenate([np.pad(mnist.x_test[i].squeeze(), ((0, 0), (5, 5))) for i in picks], axis=1)
+    image = png(((1 - np.kron(strip, np.ones((4, 4)))) * 255).astype(np.uint8))
+    body = client.post("/v1/predict?number=true", files={"file": ("n.png", image)}).json()
+    assert body["number"] == "2026", body
+
+
+BOMB = io.BytesIO()
+Image.new("L", (9000, 9000)).save(BOMB, format="PNG")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported content type"),
+        ({"files": {"file": ("a.png", b"not an image")}}, 422, "not a readable image"),
+        ({"files": {"file": ("a.png", png(np.zeros((40, 40), np.uint8))[:50])}}, 422, "not a readable image"),
+        ({"files": {"file": ("bomb.png", BOMB.getvalue())}}, 422, "too large"),
+        ({"files": {"file": ("big.bin", b"\0" * 1_200_000)}}, 413, "limit"),
+        ({"files": {"note": (None, "no file here")}}, 422, "no file in the upload"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"json": {"image": "@@@not base64@@@"}}, 422, "not valid base64"),
+        ({"json": {"pixels": [[0] * 28] * 27 + [[0] * 27]}}, 422, "rectangular"),
+        ({"json": {"pixels": [[0] * 3] * 3}}, 422, "between 8x8"),
+        ({"json": {"pixels": [[300] * 28] * 28}}, 422, "0-255"),
+        (
+            {
+                "content": b'{"pixels": [' + b",".join([b"[" + b",".join([b"NaN"] * 28) + b"]"] * 28) + b"]}",
+                "headers": {"content-type": "application/json"},
+            },
+            422,
+            "finite",
+        ),
+        ({"json": [1, 2, 3]}, 422, "JSON object"),
+    ],
+    ids=[
+        "wrong-type",
+        "not-image",
+        "truncated",
+        "bomb",
+        "oversize",
+        "no-file",
+        "bad-json",
+        "bad-base64",
+        "ragged",
+        "tiny",
+        "range",
+        "nan",
+        "not-object",
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(client, kwargs, status, message):
+    r = client.post("/v1/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+
+
+def test_bad_query_and_batch_size(client, digits):
+    assert client.post("/v1/predict?top_k=0", files={"file": ("a.png", digits[0])}).status_code == 422
+    assert "top_k" in client.post("/v1/predict?top_k=abc", files={"file": ("a.png", digits[0])}).json()["error"]
+    too_many = {"images": [base64.b64encode(digits[0]).decode()] * (MAX_BATCH + 1)}
+    assert client.post("/v1/predict/batch", json=too_many).status_code == 422
+
+
+def test_page_and_docs_are_served_offline(client):
+    page = client.get("/").text
+    assert "<canvas" in page and "http" not in page.replace("http-equiv", "")  # no CDN: every asset is local
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/docs").status_code == 200
+    assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
