@@ -59,6 +59,11 @@ def test_transparent_canvas_takes_ink_from_alpha(mnist):
     assert prepare(png(rgba, "RGBA")).image.max() > 0.9
 
 
+def test_pure_noise_is_not_a_digit():
+    noise = np.random.default_rng(0).integers(0, 256, (100, 100)).astype(np.uint8)
+    assert "scattered marks" in prepare(png(noise)).reason
+
+
 def test_blank_and_noise_only_images_have_no_ink():
     assert prepare(png(np.full((100, 100), 255, np.uint8))).reason.startswith("no ink")
     speckle = np.full((200, 200), 250, np.uint8) - np.random.default_rng(0).integers(0, 12, (200, 200)).astype(np.uint8)

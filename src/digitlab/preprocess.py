@@ -29,6 +29,7 @@ SIZE = 28
 STROKE = 2.2  # MNIST's typical stroke width at the 20 px scale, in pixels
 SPECK = 0.05  # components below this share of the largest are noise, not ink
 MIN_CONTRAST = 0.15  # ink must differ from paper by this much (of the 0-1 range)
+MAX_MARKS = 8  # a digit is one to three strokes; more separate marks of similar size is noise
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -104,23 +105,26 @@ def ink_image(grey: np.ndarray) -> tuple[np.ndarray, bool]:
     inverted = bool(np.median(border) > 0.5)  # light paper: MNIST wants light ink on dark
     ink = 1.0 - grey if inverted else grey
     # Uneven light: a grey opening wider than any stroke erases the strokes and keeps the paper.
-    size = max(3, int(max(ink.shape) / 6)) | 1
+    # "Wider than any stroke" is measured, not assumed: a fat marker would otherwise be hollowed.
+    rough = ink > otsu(ink)
+    width = stroke_width(rough) if rough.any() else 1.0
+    size = max(3, int(max(ink.shape) / 6), int(3 * width)) | 1
     paper = ndimage.uniform_filter(ndimage.grey_opening(ink, size=(size, size)), size=size)
     return np.clip(ink - paper, 0.0, 1.0), inverted
 
 
-def ink_mask(ink: np.ndarray) -> np.ndarray | None:
-    """The ink pixels without specks, or None if there is no ink worth the name."""
+def ink_mask(ink: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """The ink pixels without specks and how many separate marks they form; None if no ink."""
     if ink.max() < MIN_CONTRAST:
-        return None
+        return None, 0
     mask = ink > max(otsu(ink), MIN_CONTRAST / 2)
     labels, n = ndimage.label(mask)
     if n == 0:
-        return None
+        return None, 0
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
     keep = np.flatnonzero(sizes >= SPECK * sizes.max()) + 1
     mask = np.isin(labels, keep)
-    return mask if mask.sum() >= 4 else None
+    return (mask, len(keep)) if mask.sum() >= 4 else (None, 0)
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -165,9 +169,15 @@ def prepare(source: str | Path | bytes | np.ndarray) -> Prepared:
     """One digit from a file, bytes or a greyscale array in [0, 1]."""
     grey = source if isinstance(source, np.ndarray) else read_image(source)
     ink, inverted = ink_image(grey)
-    mask = ink_mask(ink)
+    mask, marks = ink_mask(ink)
     if mask is None:
         return Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason="no ink: the image is blank")
+    if marks > MAX_MARKS:
+        return Prepared(
+            np.zeros((SIZE, SIZE), np.float32),
+            inverted,
+            reason=f"{marks} scattered marks: noise or texture, not one digit",
+        )
     return Prepared(to_mnist(ink, mask), inverted)
 
 
@@ -178,7 +188,7 @@ def segment(source: str | Path | bytes | np.ndarray, max_digits: int = 32) -> li
     of a sloppy 9). A group much wider than tall is two or more touching digits: declined."""
     grey = source if isinstance(source, np.ndarray) else read_image(source)
     ink, inverted = ink_image(grey)
-    mask = ink_mask(ink)
+    mask, _ = ink_mask(ink)
     if mask is None:
         return [Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason="no ink: the image is blank")]
     labels, _ = ndimage.label(mask)
