@@ -116,6 +116,8 @@ def test_same_seed_same_weights(mnist, tmp_path):
         (["train", "--data-dir", "/nonexistent/mnist"], "MNIST not found in /nonexistent/mnist"),
         (["evaluate", "/nonexistent/run"], "has no model.keras"),
         (["runs", "/nonexistent"], "no runs in /nonexistent"),
+        (["train", "--params", '{"bogus": 1}'], "--params: unknown settings ['bogus']"),
+        (["train", "--params", "/nonexistent.json"], "--params: /nonexistent.json is neither JSON nor a file"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):

@@ -29,4 +29,7 @@ _import_tensorflow_quietly()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) >= 2:
+    tf.get_logger().setLevel("ERROR")  # e.g. retracing notices when tuning builds a model per trial
+
 __all__ = ["keras", "tf"]

@@ -42,15 +42,27 @@ def _recipe(help: str) -> typer.Option:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="Model name (see `digitlab models`).")] = "cnn",
+    model: Annotated[
+        Optional[str], typer.Option(help="Model name (see `digitlab models`). [default: cnn]", show_default=False)
+    ] = None,
     epochs: Annotated[Optional[int], _recipe("Maximum epochs; early stopping may end sooner.")] = None,
     batch_size: Annotated[Optional[int], _recipe("Images per gradient step.")] = None,
     lr: Annotated[Optional[float], _recipe("Peak learning rate (Adam).")] = None,
     schedule: Annotated[Optional[str], _recipe("Learning-rate schedule: cosine, onecycle or constant.")] = None,
     precision: Annotated[Optional[str], _recipe("float32 or mixed_bfloat16.")] = None,
     patience: Annotated[Optional[int], _recipe("Epochs without val-loss progress before stopping.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same result on CPU.")] = 0,
-    val_size: Annotated[int, typer.Option(help="Validation images taken from the 60k training set.")] = 10_000,
+    weight_decay: Annotated[Optional[float], _recipe("AdamW weight decay; 0 means plain Adam.")] = None,
+    params: Annotated[
+        Optional[str],
+        typer.Option(help="Settings as JSON, or a JSON file such as tune's best.json; explicit options win over it."),
+    ] = None,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Random seed: same seed, same result on CPU. [default: 0]", show_default=False)
+    ] = None,
+    val_size: Annotated[
+        Optional[int],
+        typer.Option(help="Validation images from the 60k training set. [default: 10000]", show_default=False),
+    ] = None,
     subset: Annotated[Optional[int], typer.Option(help="Train on only this many images (quick looks).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/MODEL-TIMESTAMP).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder.")] = None,
@@ -70,14 +82,42 @@ def train(
             schedule=schedule,
             precision=precision,
             patience=patience,
+            weight_decay=weight_decay,
             seed=seed,
             val_size=val_size,
             subset=subset,
         )
-        config = TrainConfig.for_model(model, **{k: v for k, v in given.items() if v is not None})
+        # Precedence: the model's recipe, then --params, then the options given here.
+        settings = _read_params(params) | {k: v for k, v in given.items() if v is not None}
+        name = model or settings.get("model") or "cnn"
+        config = TrainConfig.for_model(name, **{k: v for k, v in settings.items() if k != "model"})
     config.check()
     run_dir = run_training(config, out=out, data_dir=data_dir)
     _summary(run_dir)
+
+
+def _read_params(text: str | None) -> dict:
+    """--params: inline JSON or a JSON file, holding TrainConfig fields."""
+    import dataclasses
+    import json
+
+    if text is None:
+        return {}
+    source = text if text.lstrip().startswith("{") else None
+    if source is None:
+        path = Path(text)
+        if not path.is_file():
+            raise DigitlabError(f"--params: {text} is neither JSON nor a file")
+        source = path.read_text()
+    try:
+        settings = json.loads(source)
+    except json.JSONDecodeError as e:
+        raise DigitlabError(f"--params: not valid JSON ({e})") from None
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not isinstance(settings, dict) or not set(settings) <= known:
+        unknown = sorted(set(settings) - known) if isinstance(settings, dict) else settings
+        raise DigitlabError(f"--params: unknown settings {unknown}; known: {', '.join(sorted(known))}")
+    return settings
 
 
 @app.command()
@@ -131,6 +171,44 @@ def models() -> None:
         typer.echo(f"{name:<{width}}  {describe(name)}")
         if name in RECIPES:
             typer.echo(" " * (width + 2) + "recipe: " + ", ".join(f"{k}={v}" for k, v in RECIPES[name].items()))
+
+
+@app.command()
+def tune(
+    model: Annotated[str, typer.Argument(help="Model to tune (see `digitlab models`).")],
+    trials: Annotated[int, typer.Option(help="Trials this worker runs.")] = 20,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(help="Optuna storage URL, e.g. postgresql://user:pw@host/db (default: sqlite under --out)."),
+    ] = None,
+    study: Annotated[
+        Optional[str], typer.Option(help="Study name; the same name continues it (default: MODEL).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 3,
+    subset: Annotated[Optional[int], typer.Option(help="Training images per trial (default: all 50k).")] = None,
+    seed: Annotated[int, typer.Option(help="Training seed of every trial: trials differ only by their settings.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for trial runs, plots and best.json.")] = Path("runs/tune"),
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between a trial's heartbeats; a trial silent for twice this is marked failed.")
+    ] = 10,
+    report: Annotated[bool, typer.Option("--report", help="Only summarise the study; run no trial.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Tune a model's hyperparameters with Optuna (TPE + median pruning), on validation only."""
+    import json
+
+    from . import tune as tuning
+
+    if trials < 1 or heartbeat < 1:
+        raise DigitlabError("--trials and --heartbeat must be at least 1")
+    name = study or model
+    if report:
+        url = storage or tuning.default_storage(out)
+        summary = tuning.report(tuning.open_study(name, url, heartbeat, create=False), out / name)
+    else:
+        summary = tuning.tune(model, trials, timeout, storage, name, epochs, subset, seed, out, heartbeat, data_dir)
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()

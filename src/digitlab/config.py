@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 from .errors import DigitlabError
 
@@ -35,6 +36,8 @@ class TrainConfig:
     beta_1: float = 0.9  # Adam's defaults; short runs prefer shorter memories (see RECIPES)
     beta_2: float = 0.999
     precision: str = "float32"  # or "mixed_bfloat16": faster on CPUs with bf16 units
+    weight_decay: float = 0.0  # > 0 switches Adam to AdamW (decoupled decay)
+    model_params: dict = field(default_factory=dict)  # the model function's keyword arguments
     patience: int = 4  # epochs without val-loss progress before stopping
     seed: int = 0  # weights init, shuffling, dropout
     val_size: int = 10_000  # taken from the 60k training set, stratified
@@ -54,6 +57,8 @@ class TrainConfig:
             raise DigitlabError(f"--schedule must be one of {', '.join(SCHEDULES)}; got '{self.schedule}'")
         if self.precision not in PRECISIONS:
             raise DigitlabError(f"--precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'")
+        if self.weight_decay < 0:
+            raise DigitlabError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.subset is not None and self.subset < 10:
             raise DigitlabError(f"--subset must be at least 10 images, got {self.subset}")
 
@@ -66,8 +71,10 @@ class TrainConfig:
         """The `digitlab train` options that reproduce this config (the recipe's defaults left out)."""
         default = TrainConfig.for_model(self.model)
         args = [f"--model {self.model}", f"--seed {self.seed}"]
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name not in ("model", "seed") and value != getattr(default, field.name):
-                args.append(f"--{field.name.replace('_', '-')} {value}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("model", "seed", "model_params") and value != getattr(default, f.name):
+                args.append(f"--{f.name.replace('_', '-')} {value}")
+        if self.model_params:
+            args.append(f"--params '{json.dumps({'model_params': self.model_params})}'")
         return " ".join(args)

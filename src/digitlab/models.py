@@ -2,7 +2,9 @@
 (N, 28, 28, 1) float images in [0, 1] to (N, 10) softmax probabilities.
 
 Adding a model is a few lines: write the function, decorate it with @register. Its
-docstring's first line is its description in `digitlab models`.
+docstring's first line is its description in `digitlab models`; its keyword arguments are
+what `digitlab tune` searches, over the `space` given to @register (an Optuna trial in,
+the model's keyword arguments out).
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
 MODELS: dict[str, Callable[..., keras.Model]] = {}
+SPACES: dict[str, Callable] = {}  # model name -> trial -> model keyword arguments
 
 
-def register(build: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-    MODELS[build.__name__.replace("_", "-")] = build
-    return build
+def register(build: Callable[..., keras.Model] | None = None, *, space: Callable | None = None):
+    def add(build: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        name = build.__name__.replace("_", "-")
+        MODELS[name] = build
+        if space is not None:
+            SPACES[name] = space
+        return build
+
+    return add(build) if build is not None else add
 
 
 def describe(name: str) -> str:
@@ -59,25 +68,34 @@ def _conv_bn(filters: int, size: int = 3, padding: str = "valid") -> list[layers
     ]
 
 
-@register
-def mlp() -> keras.Model:
+@register(space=lambda t: {"width": t.suggest_int("width", 32, 512, log=True)})
+def mlp(width: int = 128) -> keras.Model:
     """The classic tutorial net: Flatten, Dense 128 relu, Dense 64 relu, softmax (~98%)."""
-    return _classifier(layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dense(64, activation="relu"))
+    return _classifier(
+        layers.Flatten(), layers.Dense(width, activation="relu"), layers.Dense(width // 2, activation="relu")
+    )
 
 
-@register
-def mlp_dropout(rate: float = 0.2) -> keras.Model:
+@register(
+    space=lambda t: {"width": t.suggest_int("width", 32, 512, log=True), "rate": t.suggest_float("rate", 0.0, 0.5)}
+)
+def mlp_dropout(width: int = 128, rate: float = 0.2) -> keras.Model:
     """The classic net with dropout after each hidden layer, against its overfitting."""
     return _classifier(
         layers.Flatten(),
-        layers.Dense(128, activation="relu"),
+        layers.Dense(width, activation="relu"),
         layers.Dropout(rate),
-        layers.Dense(64, activation="relu"),
+        layers.Dense(width // 2, activation="relu"),
         layers.Dropout(rate),
     )
 
 
-@register
+@register(
+    space=lambda t: {
+        "width": t.suggest_int("width", 16, 64, step=8),
+        "dropout": t.suggest_float("dropout", 0.0, 0.6),
+    }
+)
 def cnn(width: int = 32, dropout: float = 0.4) -> keras.Model:
     """Compact convnet: two conv+BN+pool stages, dropout, softmax (99.2%, ~12 s/epoch on 2 cores)."""
     # Valid padding and early pooling keep it cheap on a CPU: about 5 MFLOPs per image.
@@ -91,7 +109,7 @@ def cnn(width: int = 32, dropout: float = 0.4) -> keras.Model:
     )
 
 
-@register
+@register(space=lambda t: {"width": t.suggest_int("width", 8, 32, step=4)})
 def fast(width: int = 16) -> keras.Model:
     """Speed recipe: two 5x5 conv+BN+pool stages, 2 MFLOPs/image; 99% in 2 epochs (see RECIPES)."""
     # 5x5 kernels without padding shrink 28 -> 24 -> 12 -> 8 -> 4: the most receptive field per FLOP.

@@ -99,8 +99,13 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int):
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+    lr = learning_rate(config, steps_per_epoch)
+    if config.weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(lr, config.weight_decay, config.beta_1, config.beta_2)
+    else:
+        optimizer = keras.optimizers.Adam(lr, config.beta_1, config.beta_2)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch), config.beta_1, config.beta_2),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=STEPS_PER_EXECUTION,
@@ -118,12 +123,12 @@ def precision(policy: str):
         keras.mixed_precision.set_global_policy(before)
 
 
-def as_float32(model: keras.Model, name: str) -> keras.Model:
+def as_float32(model: keras.Model, name: str, params: dict | None = None) -> keras.Model:
     """The same weights in a float32 model: what gets saved, exported and served, whatever the
     training precision (mixed-precision variables are float32 already, so nothing is lost)."""
     if all(layer.dtype_policy.name == "float32" for layer in model.layers):
         return model
-    clone = build(name)
+    clone = build(name, **(params or {}))
     clone.set_weights(model.get_weights())
     return clone
 
@@ -145,6 +150,7 @@ def train(
     data_dir: str | Path | None = None,
     evaluate_after: bool = True,
     verbose: int | str = "auto",
+    callbacks: list | None = None,
 ) -> Path:
     """Train `config.model` into the run folder `out` and (by default) evaluate it on test.
 
@@ -170,14 +176,15 @@ def train(
         seed_everything(config.seed)
         steps = int(np.ceil(len(data.y_train) / config.batch_size))
         with precision(config.precision):
-            model = build(config.model)
+            model = build(config.model, **config.model_params)
             compile_model(model, config, steps)
-        callbacks = [
+        all_callbacks = [
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
             AtomicCheckpoint(run_dir / "best.keras"),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
+            *(callbacks or []),
         ]
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
@@ -189,11 +196,11 @@ def train(
                 validation_data=(data.x_val, data.y_val),
                 epochs=config.epochs,
                 batch_size=config.batch_size,
-                callbacks=callbacks,
+                callbacks=all_callbacks,
                 verbose=verbose,
             )
         timings["train_s"] = round(timings.get("train_s", 0) + time.perf_counter() - t0, 2)  # across resumes
-        model = as_float32(model, config.model)
+        model = as_float32(model, config.model, config.model_params)
         write_atomic(run_dir / "model.keras", model.save)
         history = _full_history(run_dir, fit.history)
         write_json(run_dir / "history.json", history)
