@@ -52,6 +52,10 @@ def train(
     precision: Annotated[Optional[str], _recipe("float32 or mixed_bfloat16.")] = None,
     patience: Annotated[Optional[int], _recipe("Epochs without val-loss progress before stopping.")] = None,
     weight_decay: Annotated[Optional[float], _recipe("AdamW weight decay; 0 means plain Adam.")] = None,
+    augment: Annotated[
+        Optional[float], _recipe("Augmentation strength, 0-3 (1: 10 deg, 10% shift/zoom, elastic).")
+    ] = None,
+    label_smoothing: Annotated[Optional[float], _recipe("Label smoothing, e.g. 0.1.")] = None,
     params: Annotated[
         Optional[str],
         typer.Option(help="Settings as JSON, or a JSON file such as tune's best.json; explicit options win over it."),
@@ -83,6 +87,8 @@ def train(
             precision=precision,
             patience=patience,
             weight_decay=weight_decay,
+            augment=augment,
+            label_smoothing=label_smoothing,
             seed=seed,
             val_size=val_size,
             subset=subset,
@@ -171,6 +177,41 @@ def models() -> None:
         typer.echo(f"{name:<{width}}  {describe(name)}")
         if name in RECIPES:
             typer.echo(" " * (width + 2) + "recipe: " + ", ".join(f"{k}={v}" for k, v in RECIPES[name].items()))
+
+
+@app.command()
+def compare(
+    models: Annotated[list[str], typer.Argument(help="Models to compare (see `digitlab models`).")],
+    seeds: Annotated[int, typer.Option(help="Seeds per model: mean and spread are over these.")] = 3,
+    epochs: Annotated[Optional[int], typer.Option(help="Override every recipe's epochs.")] = None,
+    subset: Annotated[Optional[int], typer.Option(help="Train on only this many images.")] = None,
+    augment: Annotated[Optional[float], typer.Option(help="Override every recipe's augmentation.")] = None,
+    ensemble: Annotated[
+        bool, typer.Option("--ensemble", help="Add an ensemble of the best model's seeds (best on validation).")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Folder for the runs and the leaderboard.")] = Path("runs/compare"),
+    data_dir: DataDir = None,
+) -> None:
+    """Train models on equal terms over several seeds; write a leaderboard (Markdown, CSV, chart)."""
+    from .compare import compare as run_comparison
+
+    if seeds < 1:
+        raise DigitlabError(f"--seeds must be at least 1, got {seeds}")
+    given = {"epochs": epochs, "subset": subset, "augment": augment}
+    run_comparison(models, seeds, out, {k: v for k, v in given.items() if v is not None}, ensemble, data_dir)
+    typer.echo((out / "leaderboard.md").read_text())
+
+
+@app.command(name="ensemble")
+def ensemble_command(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run folders trained on the same split.")],
+    out: Annotated[Path, typer.Option(help="Run folder for the ensemble.")] = Path("runs/ensemble"),
+    data_dir: DataDir = None,
+) -> None:
+    """Average the softmax of several runs into one model; evaluate and report it like any run."""
+    from .ensemble import ensemble as build_ensemble
+
+    _summary(build_ensemble(runs, out, data_dir=data_dir))
 
 
 @app.command()

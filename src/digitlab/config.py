@@ -37,6 +37,8 @@ class TrainConfig:
     beta_2: float = 0.999
     precision: str = "float32"  # or "mixed_bfloat16": faster on CPUs with bf16 units
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW (decoupled decay)
+    augment: float = 0.0  # strength: 1 = rotations to 10 degrees, shifts and zoom to 10%, elastic warps
+    label_smoothing: float = 0.0  # e.g. 0.1: targets 0.91/0.01 curb overconfidence
     model_params: dict = field(default_factory=dict)  # the model function's keyword arguments
     patience: int = 4  # epochs without val-loss progress before stopping
     seed: int = 0  # weights init, shuffling, dropout
@@ -57,6 +59,10 @@ class TrainConfig:
             raise DigitlabError(f"--schedule must be one of {', '.join(SCHEDULES)}; got '{self.schedule}'")
         if self.precision not in PRECISIONS:
             raise DigitlabError(f"--precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'")
+        if not 0 <= self.augment <= 3:
+            raise DigitlabError(f"--augment must be between 0 and 3, got {self.augment}")
+        if not 0 <= self.label_smoothing < 1:
+            raise DigitlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.weight_decay < 0:
             raise DigitlabError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.subset is not None and self.subset < 10:

@@ -42,6 +42,7 @@ def fit_serving(labels: np.ndarray, probs: np.ndarray) -> dict:
     threshold = float(np.quantile(confidence[correct], DECLINE_RATE))
     accepted = confidence >= threshold
     return {
+        "val_accuracy": float((probs.argmax(1) == labels).mean()),
         "temperature": temperature,
         "threshold": threshold,
         "val_declined_fraction": float(1 - accepted.mean()),

@@ -83,9 +83,9 @@ def model_info(keras_path: Path) -> dict:
         metrics = read_json(folder / "metrics.json")
         info["metrics"] = {k: metrics[k] for k in ("test_accuracy", "test_errors", "test_size") if k in metrics}
     if (folder / "run.json").is_file():
-        from .config import TrainConfig
+        from .runs import reproduce
 
-        info["command"] = "digitlab train " + TrainConfig(**read_json(folder / "run.json")["config"]).cli_args()
+        info["command"] = reproduce(read_json(folder / "run.json"))
     return info
 
 

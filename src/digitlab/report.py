@@ -10,9 +10,9 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .config import TrainConfig
 from .data import MNIST
 from .files import read_json, write_atomic, write_text
+from .runs import reproduce
 
 GALLERY_SIZE = 40  # misclassified digits shown, most confident mistakes first
 SAMPLE_SIZE = 30
@@ -185,7 +185,7 @@ def markdown(record: dict, metrics: dict, has_curves: bool) -> str:
         "## Reproduce",
         "",
         "```",
-        "digitlab train " + TrainConfig(**config).cli_args(),
+        reproduce(record),
         "```",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items()),

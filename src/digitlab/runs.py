@@ -43,3 +43,8 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def reproduce(record: dict) -> str:
+    """The command that made a run: recorded (ensembles) or derived from its config."""
+    return record.get("command") or "digitlab train " + TrainConfig(**record["config"]).cli_args()
