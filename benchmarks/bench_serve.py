@@ -12,11 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 
 import numpy as np
 from common import DATA_DIR, ROOT, describe_machine
@@ -73,27 +70,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "digitlab.cli", "serve", "--port", str(port), "--host", "127.0.0.1"]
-    if args.model:
-        command += ["--model", args.model]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        bodies = payloads(200)
+    from digitlab.serve import running
+
+    bodies = payloads(200)
+    with running(args.model) as base:
         asyncio.run(hammer(base + "/v1/predict", bodies, 50, 2))  # warm-up, not counted
         latencies, errors, wall = asyncio.run(hammer(base + "/v1/predict", bodies, args.requests, args.concurrency))
-    finally:
-        server.terminate()
-        server.wait(10)
     p50, p99 = np.percentile(latencies, [50, 99])
     print(f"machine: {describe_machine()}")
     print("server: digitlab serve (uvicorn, 1 process) on 127.0.0.1; client in another process, same 2 cores")

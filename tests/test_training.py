@@ -200,4 +200,13 @@ def test_interrupted_training_resumes(tmp_path, data_dir):
     assert "Epoch 1/4" not in result.stdout  # picked up after the backed-up epoch
     run = read_json(out / "run.json")
     assert run["status"] == "completed" and run["resumed"] == 1
-    assert len(read_json(out / "history.json")["val_loss"]) == 4
+    history = read_json(out / "history.json")
+    assert len(history["val_loss"]) == 4
+    # The optimizer's step counter (which drives the LR schedule) ran on through the kill:
+    # 4 epochs of ceil(20000 / 128) steps, not 3 epochs' worth counted from a fresh optimizer.
+    from digitlab.backend import keras
+
+    model = keras.saving.load_model(out / "model.keras")
+    assert int(model.optimizer.iterations) == 4 * 157
+    # Early stopping kept its memory: the kept model is the best epoch over all four.
+    assert run["best"]["epoch"] == int(np.argmin(history["val_loss"])) + 1

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +260,31 @@ def serve(model_path: str | Path | None, host: str, port: int, max_upload: int) 
     import uvicorn
 
     uvicorn.run(create_app(model_path, max_upload), host=host, port=port, log_level="info")
+
+
+@contextlib.contextmanager
+def running(model_path: str | Path | None = None, timeout: float = 60) -> Iterator[str]:
+    """`digitlab serve` in a child process on a free loopback port, for tests, benchmarks and
+    notebooks: yields its base URL once /healthz answers, stops it afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "digitlab.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if model_path is not None:
+        command += ["--model", str(model_path)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"digitlab serve did not start: {proc.stderr.read().decode()[-2000:]}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

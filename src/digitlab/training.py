@@ -71,9 +71,9 @@ def take_subset(data: MNIST, n: int | None) -> MNIST:
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Keeps `best.keras` at the best validation loss; renamed into place, never half-written."""
 
-    def __init__(self, path: Path, model: keras.Model):
+    def __init__(self, path: Path, model: keras.Model, best: float = np.inf):
         super().__init__()
-        self.path, self.best, self.target = path, np.inf, model  # the bare model, not its training wrapper
+        self.path, self.best, self.target = path, best, model  # the bare model, not its training wrapper
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss", np.inf)
@@ -84,6 +84,32 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
 STEPS_PER_EXECUTION = 10  # steps per call into TensorFlow: fewer Python round-trips, same maths
 WARMUP = 0.2  # share of the steps the one-cycle schedule spends warming up
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on validation loss that, on --resume, picks up where the killed run was:
+    the best loss and epoch from history.csv, the epochs waited since, and the best weights
+    from best.keras (Keras' own callback forgets all of it at the start of every fit)."""
+
+    def __init__(self, run_dir: Path, model: keras.Model, patience: int):
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
+        self.run_dir, self.target = run_dir, model
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        history = _full_history(self.run_dir, {})
+        if history.get("val_loss") and (self.run_dir / "best.keras").is_file():
+            losses = history["val_loss"]
+            self.best_epoch = int(np.argmin(losses))
+            self.best, self.wait = float(losses[self.best_epoch]), len(losses) - 1 - self.best_epoch
+            best = keras.saving.load_model(self.run_dir / "best.keras", compile=False)
+            if self.target is self.model:
+                self.best_weights = best.get_weights()
+            else:  # training wraps the model (augmentation): the wrapper's weight list, best inside
+                latest = self.target.get_weights()  # training goes on from here, not from the best
+                self.target.set_weights(best.get_weights())
+                self.best_weights = self.model.get_weights()
+                self.target.set_weights(latest)
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
@@ -214,8 +240,8 @@ def train(
             compile_model(trainer, config, steps)
         all_callbacks = [
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-            AtomicCheckpoint(run_dir / "best.keras", model),
+            ResumableEarlyStopping(run_dir, model, config.patience),
+            AtomicCheckpoint(run_dir / "best.keras", model, best=_best_loss(run_dir)),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
             *(callbacks or []),
@@ -296,12 +322,18 @@ def _full_history(run_dir: Path, last_fit: dict) -> dict[str, list[float]]:
     """The history of every fit of this run: history.csv spans resumed fits. An epoch redone
     after a kill may appear twice; its last row wins."""
     csv = run_dir / "history.csv"
-    if not csv.is_file():
+    if not csv.is_file() or len(csv.read_text().splitlines()) < 2:  # killed before an epoch ended
         return {k: [float(v) for v in vs] for k, vs in last_fit.items()}
     rows = np.atleast_1d(np.genfromtxt(csv, delimiter=",", names=True))
     last = {int(epoch): i for i, epoch in enumerate(rows["epoch"])}
     keep = [last[e] for e in sorted(last)]
     return {name: rows[name][keep].tolist() for name in rows.dtype.names if name != "epoch"}
+
+
+def _best_loss(run_dir: Path) -> float:
+    """The best validation loss of the epochs already run (a resumed run), else infinity."""
+    losses = _full_history(run_dir, {}).get("val_loss")
+    return float(min(losses)) if losses else np.inf
 
 
 def _now() -> str:
