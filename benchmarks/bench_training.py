@@ -15,7 +15,9 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from common import DATA_DIR, ROOT, cpu, describe_machine, mean_std, run_child, spread
 
@@ -137,7 +139,7 @@ def main() -> None:
             "--model",
             "fast",
             "--out",
-            f"/tmp/bench-fast-{int(time.time())}",
+            str(Path(tempfile.mkdtemp(prefix="bench-fast-")) / "run"),
             "--data-dir",
             DATA_DIR,
         ]
