@@ -53,7 +53,7 @@ def train(
     patience: Annotated[Optional[int], _recipe("Epochs without val-loss progress before stopping.")] = None,
     weight_decay: Annotated[Optional[float], _recipe("AdamW weight decay; 0 means plain Adam.")] = None,
     augment: Annotated[
-        Optional[float], _recipe("Augmentation strength, 0-3 (1: 10 deg, 10% shift/zoom, elastic).")
+        Optional[float], _recipe("Augmentation strength, 0-3 (1: 10 deg rotation, 10% shift and zoom).")
     ] = None,
     label_smoothing: Annotated[Optional[float], _recipe("Label smoothing, e.g. 0.1.")] = None,
     params: Annotated[

@@ -37,7 +37,7 @@ class TrainConfig:
     beta_2: float = 0.999
     precision: str = "float32"  # or "mixed_bfloat16": faster on CPUs with bf16 units
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW (decoupled decay)
-    augment: float = 0.0  # strength: 1 = rotations to 10 degrees, shifts and zoom to 10%, elastic warps
+    augment: float = 0.0  # strength: 1 = rotations to 10 degrees, shifts and zoom to 10%
     label_smoothing: float = 0.0  # e.g. 0.1: targets 0.91/0.01 curb overconfidence
     model_params: dict = field(default_factory=dict)  # the model function's keyword arguments
     patience: int = 4  # epochs without val-loss progress before stopping
