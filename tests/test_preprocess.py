@@ -112,3 +112,13 @@ def test_touching_digits_are_declined():
     wide[25:35, 10:190] = 0  # one long bar: far wider than tall
     wide[10:50, 10:20] = 0
     assert segment(png(wide))[0].reason.startswith("digits touch")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "WEBP"])
+def test_every_common_format_gives_the_same_digit(mnist, fmt):
+    digit = mnist.x_test[3].squeeze()
+    image = Image.fromarray(((1 - np.kron(digit, np.ones((5, 5)))) * 255).astype(np.uint8)).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    reference = prepare(png(((1 - np.kron(digit, np.ones((5, 5)))) * 255).astype(np.uint8))).image
+    assert np.abs(prepare(buffer.getvalue()).image - reference).mean() < 0.03
