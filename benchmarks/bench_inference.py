@@ -85,7 +85,8 @@ def main() -> None:
         print(json.dumps(child(args.child, args.model, args.repeats)))
         return
 
-    from digitlab.export import export, model_file
+    from digitlab.export import export
+    from digitlab.predict import model_file
 
     keras_path = model_file(args.model)
     workdir = Path(tempfile.mkdtemp(prefix="bench-inference-"))

@@ -92,7 +92,8 @@ def test_shipped_model_works_without_training_and_without_tensorflow(mnist, tmp_
     code = (
         "import sys; from digitlab.predict import load, predict_image; "
         f"a = predict_image(load(), {str(path)!r}); "
-        "assert 'tensorflow' not in sys.modules, 'ONNX inference imported TensorFlow'; print(a['digit'])"
+        "assert 'tensorflow' not in sys.modules, 'ONNX inference imported TensorFlow'; "
+        "assert 'sklearn' not in sys.modules, 'reading a digit imported scikit-learn'; print(a['digit'])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -15,18 +15,11 @@ from sklearn.metrics import classification_report, confusion_matrix, log_loss
 from .data import MNIST, load_mnist
 from .errors import DigitlabError
 from .files import read_json, write_json, write_text
+from .predict import scale_temperature
 
 CLASSES = [str(d) for d in range(10)]
 CALIBRATION_BINS = 15
 DECLINE_RATE = 0.01  # the confidence threshold may decline at most 1% of correctly read validation digits
-
-
-def scale_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log p / T): T > 1 softens overconfident probabilities, T < 1 sharpens them."""
-    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def fit_serving(labels: np.ndarray, probs: np.ndarray) -> dict:

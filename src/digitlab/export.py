@@ -12,17 +12,11 @@ import numpy as np
 
 from .errors import DigitlabError
 from .files import write_atomic
-from .predict import META_PREFIX, model_info
+from .predict import META_PREFIX, model_file, model_info
 
 FORMATS = ("onnx", "savedmodel")
 INPUT_NAME = "image"  # (N, 28, 28, 1) float32 in [0, 1]; output: (N, 10) probabilities
 TOLERANCE = 1e-5  # max |p_onnx - p_keras|
-
-
-def model_file(path: str | Path) -> Path:
-    """A run folder means its model.keras."""
-    path = Path(path)
-    return path / "model.keras" if path.is_dir() else path
 
 
 def export(

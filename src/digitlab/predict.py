@@ -25,6 +25,21 @@ KERAS_BATCH = 512  # Keras' per-call overhead favours large batches
 ONNX_BATCH = 64  # ONNX Runtime is fastest while a chunk's activations fit in cache (measured: 64 > 512 > 2000)
 
 
+def scale_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T): T > 1 softens overconfident probabilities, T < 1 sharpens them.
+    Plain numpy, here on the serving side, so reading a digit loads nothing heavy for it."""
+    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def model_file(path: str | Path) -> Path:
+    """A run folder means its model.keras; a file is itself."""
+    path = Path(path)
+    return path / "model.keras" if path.is_dir() else path
+
+
 class Model(Protocol):
     path: Path
     info: dict  # temperature, threshold, and what else is known: name, metrics, command
@@ -91,9 +106,7 @@ def model_info(keras_path: Path) -> dict:
 
 def load(path: str | Path | None = None) -> Model:
     """A run folder (its model.keras), a .keras file or an .onnx file; None: the shipped default."""
-    path = Path(path) if path is not None else DEFAULT_MODEL
-    if path.is_dir():
-        path = path / "model.keras"
+    path = model_file(path) if path is not None else DEFAULT_MODEL
     if not path.is_file():
         raise DigitlabError(f"no model at {path}; give a run folder, a .keras or an .onnx file")
     if path.suffix == ".onnx":
@@ -106,8 +119,6 @@ def load(path: str | Path | None = None) -> Model:
 def read(model: Model, images: np.ndarray, top_k: int = 3) -> list[dict]:
     """One answer per (28, 28) image: the digit, or None with a reason when the calibrated
     confidence falls below the model's threshold (letters, scribbles, noise)."""
-    from .evaluation import scale_temperature
-
     probs = scale_temperature(model.probabilities(images.reshape(-1, 28, 28, 1)), model.info["temperature"])
     answers = []
     for p in probs:

@@ -228,6 +228,8 @@ def train(
 
         seed_everything(config.seed)
         steps = int(np.ceil(len(data.y_train) / config.batch_size))
+        if verbose == "auto":
+            verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
         with precision(config.precision):
             model = build(config.model, **config.model_params)
             # Augmentation wraps the model for training only; `model` itself is what gets saved.
@@ -237,18 +239,15 @@ def train(
                 else model
             )
             compile_model(trainer, config, steps)
-        all_callbacks = [
-            keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-            ResumableEarlyStopping(run_dir, model, config.patience),
-            AtomicCheckpoint(run_dir / "best.keras", model, best=_best_loss(run_dir)),
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-            keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
-            *(callbacks or []),
-        ]
-        if verbose == "auto":
-            verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
-        t0 = time.perf_counter()
-        with precision(config.precision):
+            all_callbacks = [
+                keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+                ResumableEarlyStopping(run_dir, model, config.patience),
+                AtomicCheckpoint(run_dir / "best.keras", model, best=_best_loss(run_dir)),
+                keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+                keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
+                *(callbacks or []),
+            ]
+            t0 = time.perf_counter()
             fit = trainer.fit(
                 data.x_train,
                 targets(data.y_train, config),
