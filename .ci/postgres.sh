@@ -4,8 +4,8 @@
 set -euo pipefail
 version=$(ls /usr/lib/postgresql | sort -V | tail -1)
 if ! pg_lsclusters -h | grep -q "^$version main .* online"; then
-    pg_lsclusters -h | grep -q "^$version main" || pg_createcluster "$version" main >/dev/null
-    pg_ctlcluster "$version" main start
+    pg_lsclusters -h | grep -q "^$version main" || pg_createcluster "$version" main >&2
+    pg_ctlcluster "$version" main start >&2  # stdout carries only the URL
 fi
 port=$(pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $3}')
 su postgres -c "psql -p $port -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='digitlab'\"" | grep -q 1 ||

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -69,6 +70,33 @@ def test_two_workers_share_one_postgres_study_and_the_best_reproduces(tmp_path, 
     assert read_json(tmp_path / "retrained" / "run.json")["best"]["val_accuracy"] == best.value
 
 
+def _open_together(url: str, barrier, results) -> None:
+    from digitlab.errors import DigitlabError
+    from digitlab.tune import open_study
+
+    barrier.wait()
+    try:
+        open_study("race", url)
+        results.put("ok")
+    except DigitlabError as e:
+        results.put(str(e))
+
+
+def test_workers_started_together_on_a_fresh_database_all_open_the_study(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    for round in range(3):  # before the fix about half the rounds lost a worker to the schema race
+        url = f"sqlite:///{tmp_path / f'fresh{round}.db'}"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_together, args=(url, barrier, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join()
+        assert outcomes == ["ok"] * 4, outcomes
+        assert len(optuna.get_all_study_summaries(url)) == 1
+
+
 def test_killed_sqlite_study_resumes_with_its_completed_trials(tmp_path, data_dir):
     out = tmp_path / "tune"
     args = ["--trials", "50", *TINY, "--out", str(out), "--heartbeat", "1", "--data-dir", str(data_dir)]
@@ -108,14 +136,19 @@ def test_killed_sqlite_study_resumes_with_its_completed_trials(tmp_path, data_di
     ("storage", "message"),
     [
         ("nosuchdriver://user@host/db", "cannot open the study storage nosuchdriver://"),
-        ("postgresql://digitlab:pw@127.0.0.1:1/nothing", "cannot open the study storage postgresql://digitlab:***@"),
+        (
+            "postgresql://digitlab:secret@127.0.0.1:1/nothing",
+            "cannot open the study storage postgresql://digitlab:***@",
+        ),
+        ("postgresql://digitlab:secret@host:port/db", "cannot open the study storage postgresql://digitlab:***@"),
     ],
-    ids=["bad-url", "unreachable"],
+    ids=["bad-url", "unreachable", "unparseable"],
 )
 def test_bad_storage_is_one_clear_line(storage, message, tmp_path):
     result = digitlab("tune", "mlp", "--storage", storage, *TINY, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "secret" not in result.stderr  # the password never reaches a log
 
 
 def test_wrong_password_is_one_clear_line(tmp_path):

@@ -12,9 +12,10 @@ worker to start a trial marks that trial failed; it never blocks the study.
 from __future__ import annotations
 
 import dataclasses
+import re
+import time
 import warnings
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from .config import TrainConfig
 from .errors import DigitlabError
@@ -33,11 +34,8 @@ def training_space(trial) -> dict:
 
 
 def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    # A regex, not urlsplit: a malformed URL is exactly the one that ends up in an error message.
+    return re.sub(r"://([^:/@\s]*):[^@]*@", r"://\1:***@", url)
 
 
 def open_study(name: str, storage_url: str, heartbeat: int = 10, create: bool = True):
@@ -46,12 +44,22 @@ def open_study(name: str, storage_url: str, heartbeat: int = 10, create: bool = 
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
-        storage = optuna.storages.RDBStorage(
-            storage_url,
-            heartbeat_interval=heartbeat,
-            grace_period=2 * heartbeat,
-            engine_kwargs={"pool_pre_ping": True},
-        )
+        for attempt in range(5):
+            try:
+                storage = optuna.storages.RDBStorage(
+                    storage_url,
+                    heartbeat_interval=heartbeat,
+                    grace_period=2 * heartbeat,
+                    engine_kwargs={"pool_pre_ping": True},
+                )
+                break
+            except sqlalchemy.exc.SQLAlchemyError as e:
+                # Workers started together on a fresh database all create its tables; the losers
+                # see "already exists" or a unique violation, and the schema is then there.
+                racing = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
+                if not racing or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         if not create:
             return optuna.load_study(study_name=name, storage=storage)
         return optuna.create_study(
