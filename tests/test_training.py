@@ -53,6 +53,23 @@ def test_train_beats_a_real_accuracy_bar(cli_run):
     assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("fpu sse2 avx2 fma", "float32"),  # Zen 3: bf16 would be emulated, 3.6x slower
+        ("avx2 avx512f avx512_bf16", "mixed_bfloat16"),  # Zen 4/5, Cooper Lake
+        ("avx2 avx512f amx_bf16 amx_tile", "mixed_bfloat16"),  # Sapphire Rapids
+    ],
+)
+def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(flags, expected, tmp_path):
+    from digitlab.training import resolve_precision
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert resolve_precision("auto", cpuinfo) == expected
+    assert resolve_precision("float32", cpuinfo) == "float32"  # an explicit choice is kept
+
+
 def test_run_folder_holds_a_complete_valid_report(cli_run):
     out, _ = cli_run
     for name in PLOTS:
@@ -72,6 +89,7 @@ def test_run_folder_holds_a_complete_valid_report(cli_run):
     assert len(history["val_loss"]) == 3 and {"loss", "accuracy", "val_accuracy"} <= set(history)
     run = read_json(out / "run.json")
     assert run["status"] == "completed" and run["config"]["subset"] == 5000
+    assert run["precision"] == "float32"  # the policy the run trained in, recorded
     assert run["versions"]["keras"].startswith("3.") and run["timings"]["train_s"] > 0
     assert any((out / "logs").rglob("events.out.tfevents.*"))  # TensorBoard
     report = (out / "report.md").read_text()

@@ -160,11 +160,26 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     )
 
 
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Does this machine compute bf16 in hardware? A GPU, or a CPU with AVX512-BF16 or AMX.
+    TensorFlow runs bf16 elsewhere too, but emulated: several times slower than float32."""
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(policy: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    if policy != "auto":
+        return policy
+    return "mixed_bfloat16" if native_bf16(cpuinfo) else "float32"
+
+
 @contextlib.contextmanager
 def precision(policy: str):
-    """Build and train under a dtype policy, then put the global one back."""
+    """Build and train under a dtype policy ('auto' resolved here), then put the global one back."""
     before = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(policy)
+    keras.mixed_precision.set_global_policy(resolve_precision(policy))
     try:
         yield
     finally:
@@ -221,6 +236,7 @@ def train(
     run_dir = Path(out) if out else new_run_dir(config.model)
     record = _start_record(run_dir, config)
     record["data"] = data.summary()
+    record["precision"] = resolve_precision(config.precision)  # what "auto" meant on this machine
     timings = record.setdefault("timings", {})
     timings["load_s"] = load_s
     try:
