@@ -191,9 +191,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def download(dest: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30) -> dict[str, Path]:
-    """Fetch the four .gz files into `dest`, each verified before it is renamed into place."""
+    """Fetch the four .gz files into `dest`, each verified before it is renamed into place.
+    A folder made here and left empty by a failure is removed again."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+    made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     out = {}
@@ -210,6 +212,8 @@ def download(dest: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30
                 except (OSError, http.client.HTTPException, ValueError) as e:
                     errors.append(f"{mirror}{name}.gz: {e}")
             else:
+                if made and not any(dest.iterdir()):
+                    dest.rmdir()
                 raise DigitlabError(
                     f"could not download {name}.gz from any mirror ({errors[-1]}); "
                     f"put the four MNIST files into {dest} by hand, or pass --data-dir"
