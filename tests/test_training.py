@@ -56,7 +56,7 @@ def test_train_beats_a_real_accuracy_bar(cli_run):
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        ("fpu sse2 avx2 fma", "float32"),  # Zen 3: bf16 would be emulated, 3.6x slower
+        ("fpu sse2 avx2 fma", "float32"),  # Zen 3: bf16 would be emulated, 3.5x slower
         ("avx2 avx512f avx512_bf16", "mixed_bfloat16"),  # Zen 4/5, Cooper Lake
         ("avx2 avx512f amx_bf16 amx_tile", "mixed_bfloat16"),  # Sapphire Rapids
     ],

@@ -21,7 +21,7 @@ RECIPES: dict[str, dict] = {
         "beta_1": 0.8,  # 782 steps in all: momentum and variance estimates must adapt quickly
         "beta_2": 0.99,
         # bf16 where the CPU has bf16 dot-product units (AVX512-BF16, AMX): ~10% faster, same
-        # accuracy. Elsewhere TensorFlow emulates it, 3.6x slower than float32 (Zen 3, AVX2).
+        # accuracy. Elsewhere TensorFlow emulates it, 3.5x slower than float32 (Zen 3, AVX2).
         "precision": "auto",
         "patience": 2,  # never triggers in two epochs; kept for longer variants
     },
