@@ -160,7 +160,10 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     )
 
 
-def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def native_bf16(cpuinfo: Path = CPUINFO) -> bool:
     """Does this machine compute bf16 in hardware? A GPU, or a CPU with AVX512-BF16 or AMX.
     TensorFlow runs bf16 elsewhere too, but emulated: several times slower than float32."""
     if tf.config.list_physical_devices("GPU"):
@@ -169,7 +172,7 @@ def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def resolve_precision(policy: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+def resolve_precision(policy: str, cpuinfo: Path = CPUINFO) -> str:
     if policy != "auto":
         return policy
     return "mixed_bfloat16" if native_bf16(cpuinfo) else "float32"
@@ -236,7 +239,7 @@ def train(
     run_dir = Path(out) if out else new_run_dir(config.model)
     record = _start_record(run_dir, config)
     record["data"] = data.summary()
-    record["precision"] = resolve_precision(config.precision)  # what "auto" meant on this machine
+    policy = record["precision"] = resolve_precision(config.precision)  # what "auto" meant on this machine
     timings = record.setdefault("timings", {})
     timings["load_s"] = load_s
     try:
@@ -246,7 +249,7 @@ def train(
         steps = int(np.ceil(len(data.y_train) / config.batch_size))
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
-        with precision(config.precision):
+        with precision(policy):
             model = build(config.model, **config.model_params)
             # Augmentation wraps the model for training only; `model` itself is what gets saved.
             trainer = (
