@@ -146,13 +146,27 @@ def cnn(width: int = 32, dropout: float = 0.4) -> keras.Model:
 
 @register(space=lambda t: {"width": t.suggest_int("width", 8, 32, step=4)})
 def fast(width: int = 16) -> keras.Model:
-    """Speed recipe: two 5x5 conv+BN+pool stages, 2 MFLOPs/image; 99% in 2 epochs (see RECIPES)."""
-    # 5x5 kernels without padding shrink 28 -> 24 -> 12 -> 8 -> 4: the most receptive field per FLOP.
+    """Speed recipe: a 6x6 conv+pool over 2x2 pixel blocks, a 5x5 conv+pool; 99% in 2 epochs."""
+    # A conv over one input channel starves the CPU's vector units: as a plain 5x5 conv+pool,
+    # stage 1 took 40-50% of the training time with a fifth of the FLOPs. So the image is folded
+    # into 2x2 pixel blocks (14x14x4); a 3x3 conv over the blocks is a 6x6 conv evaluated at
+    # the four pixels of each block (4 x width channels), and the max over those four is the
+    # 2x2 max-pool. Pooling before batch norm and ReLU has them touch 4x fewer values.
+    # Together: 1.8x faster than conv5x5-BN-ReLU-pool twice, as accurate (BENCHMARKS.md).
     return _classifier(
-        *_conv_bn(width, 5),
+        layers.Reshape((14, 2, 14, 2, 1)),
+        layers.Permute((1, 3, 2, 4, 5)),
+        layers.Reshape((14, 14, 4)),
+        layers.Conv2D(4 * width, 3, use_bias=False),
+        layers.Reshape((12 * 12, 4, width)),  # rows: positions; columns: a block's four pixels
+        layers.MaxPooling2D((1, 4)),
+        layers.Reshape((12, 12, width)),
+        layers.BatchNormalization(momentum=0.9),
+        layers.ReLU(),
+        layers.Conv2D(2 * width, 5, use_bias=False),
         layers.MaxPooling2D(),
-        *_conv_bn(2 * width, 5),
-        layers.MaxPooling2D(),
+        layers.BatchNormalization(momentum=0.9),
+        layers.ReLU(),
         layers.Flatten(),
     )
 
@@ -186,6 +200,35 @@ def cnn_deep(width: int = 32, dropout: float = 0.3) -> keras.Model:
         *_conv_bn(4 * width, padding="same"),
         *_conv_bn(4 * width, padding="same"),
         layers.GlobalAveragePooling2D(),
+        layers.Dropout(dropout),
+    )
+
+
+@register(
+    space=lambda t: {"width": t.suggest_int("width", 16, 64, step=8), "dropout": t.suggest_float("dropout", 0, 0.5)}
+)
+def allconv(width: int = 32, dropout: float = 0.4) -> keras.Model:
+    """All-conv net (after Deotte's Kaggle MNIST model): 5x5 stride-2 convs instead of pooling."""
+
+    # Valid 3x3 convs shrink 28 -> 24 and 12 -> 8 as they go; the learned stride-2 downsampling
+    # keeps what max-pooling throws away. Half of cnn-deep's FLOPs, so twice the epochs per hour.
+    def strided(filters: int) -> list[layers.Layer]:
+        return [
+            layers.Conv2D(filters, 5, strides=2, padding="same", use_bias=False),
+            layers.BatchNormalization(momentum=0.9),
+            layers.ReLU(),
+            layers.Dropout(dropout),
+        ]
+
+    return _classifier(
+        *_conv_bn(width),
+        *_conv_bn(width),
+        *strided(width),
+        *_conv_bn(2 * width),
+        *_conv_bn(2 * width),
+        *strided(2 * width),
+        *_conv_bn(4 * width, 4),
+        layers.Flatten(),
         layers.Dropout(dropout),
     )
 
