@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from common import DATA_DIR, ROOT, cpu, describe_machine, mean_std, run_child, spread
@@ -134,8 +135,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.child:
-        child = child_baseline if args.child == "baseline" else child_fast
-        print(json.dumps(child(args.seed, **({"plain": True} if args.child == "plain" else {}))))
+        children = {"baseline": child_baseline, "fast": child_fast, "plain": partial(child_fast, plain=True)}
+        print(json.dumps(children[args.child](args.seed)))
         return
 
     print(f"machine: {describe_machine()}")
@@ -173,7 +174,7 @@ def main() -> None:
         )
 
     fast_t = [r["train_s"] for r in fast]
-    acc, acc_std = mean_std([r["test_accuracy"] for r in fast])
+    acc = statistics.mean(r["test_accuracy"] for r in fast)
     base_t = [r["train_s"] for r in base]
     base_99 = [r["to_99_s"] for r in base if r["to_99_s"] is not None]
     base_acc, base_std = mean_std([r["test_accuracy"] for r in base])
@@ -187,17 +188,13 @@ def main() -> None:
         f"{spread(base_99) if base_99 else 'not reached'} | {base_acc:.2%} ± {base_std:.2%} | "
         f"{statistics.median(r['peak_mib'] for r in base):.0f} |"
     )
-    print(
-        f"| digitlab fast (x{len(fast)} seeds) | {spread(fast_t)} | (whole run) | {acc:.2%} ± {acc_std:.2%} | "
-        f"{statistics.median(r['peak_mib'] for r in fast):.0f} |"
-    )
-    if plain:
-        plain_acc, plain_std = mean_std([r["test_accuracy"] for r in plain])
-        print(
-            f"| fast's recipe, plain conv-BN-ReLU-pool network (x{len(plain)}) | "
-            f"{spread([r['train_s'] for r in plain])} | (whole run) | {plain_acc:.2%} ± {plain_std:.2%} | "
-            f"{statistics.median(r['peak_mib'] for r in plain):.0f} |"
-        )
+    for label, results in (("digitlab fast", fast), ("fast's recipe, plain conv-BN-ReLU-pool network", plain)):
+        if results:
+            mean, std = mean_std([r["test_accuracy"] for r in results])
+            print(
+                f"| {label} (x{len(results)} seeds) | {spread([r['train_s'] for r in results])} | (whole run) | "
+                f"{mean:.2%} ± {std:.2%} | {statistics.median(r['peak_mib'] for r in results):.0f} |"
+            )
     print()
     if plain:
         print(
