@@ -130,6 +130,7 @@ def test_same_seed_same_weights(mnist, tmp_path):
         (["train", "--model", "nope"], "unknown model 'nope'; choose one of"),
         (["train", "--epochs", "zero"], "Invalid value for '--epochs'"),
         (["train", "--epochs", "0"], "--epochs must be at least 1"),
+        (["train", "--elastic", "5"], "--elastic must be between 0 and 3, got 5.0"),
         (["train", "--frobnicate"], "No such option: --frobnicate"),
         (["train", "--data-dir", "/nonexistent/mnist"], "MNIST not found in /nonexistent/mnist"),
         (["evaluate", "/nonexistent/run"], "has no model.keras"),

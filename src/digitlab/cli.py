@@ -57,6 +57,9 @@ def train(
     augment: Annotated[
         Optional[float], _recipe("Augmentation strength, 0-3 (1: 10 deg rotation, 10% shift and zoom).")
     ] = None,
+    elastic: Annotated[
+        Optional[float], _recipe("Elastic warp strength, 0-3 (1: Simard et al.'s alpha 34, sigma 4).")
+    ] = None,
     label_smoothing: Annotated[Optional[float], _recipe("Label smoothing, e.g. 0.1.")] = None,
     params: Annotated[
         Optional[str],
@@ -90,6 +93,7 @@ def train(
             patience=patience,
             weight_decay=weight_decay,
             augment=augment,
+            elastic=elastic,
             label_smoothing=label_smoothing,
             seed=seed,
             val_size=val_size,
@@ -188,6 +192,7 @@ def compare(
     epochs: Annotated[Optional[int], typer.Option(help="Override every recipe's epochs.")] = None,
     subset: Annotated[Optional[int], typer.Option(help="Train on only this many images.")] = None,
     augment: Annotated[Optional[float], typer.Option(help="Override every recipe's augmentation.")] = None,
+    elastic: Annotated[Optional[float], typer.Option(help="Override every recipe's elastic warp.")] = None,
     ensemble: Annotated[
         bool, typer.Option("--ensemble", help="Add an ensemble of the best model's seeds (best on validation).")
     ] = False,
@@ -199,7 +204,7 @@ def compare(
 
     if seeds < 1:
         raise DigitlabError(f"--seeds must be at least 1, got {seeds}")
-    given = {"epochs": epochs, "subset": subset, "augment": augment}
+    given = {"epochs": epochs, "subset": subset, "augment": augment, "elastic": elastic}
     run_comparison(models, seeds, out, {k: v for k, v in given.items() if v is not None}, ensemble, data_dir)
     typer.echo((out / "leaderboard.md").read_text())
 

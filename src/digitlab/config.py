@@ -45,6 +45,7 @@ class TrainConfig:
     precision: str = "float32"  # or "mixed_bfloat16", or "auto": bf16 where the CPU has bf16 units
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW (decoupled decay)
     augment: float = 0.0  # strength: 1 = rotations to 10 degrees, shifts and zoom to 10%
+    elastic: float = 0.0  # elastic warp strength: 1 = Simard et al.'s (pixels move ~1.4 px)
     label_smoothing: float = 0.0  # e.g. 0.1: targets 0.91/0.01 curb overconfidence
     model_params: dict = field(default_factory=dict)  # the model function's keyword arguments
     patience: int = 4  # epochs without val-loss progress before stopping
@@ -68,6 +69,8 @@ class TrainConfig:
             raise DigitlabError(f"--precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'")
         if not 0 <= self.augment <= 3:
             raise DigitlabError(f"--augment must be between 0 and 3, got {self.augment}")
+        if not 0 <= self.elastic <= 3:
+            raise DigitlabError(f"--elastic must be between 0 and 3, got {self.elastic}")
         if not 0 <= self.label_smoothing < 1:
             raise DigitlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.weight_decay < 0:

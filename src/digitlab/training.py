@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .augment import augmentation
 from .backend import keras, tf
 from .config import TrainConfig
 from .data import MNIST, load_mnist
@@ -122,23 +123,6 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int):
             0.0, decay_steps=total - warmup, warmup_target=config.lr, warmup_steps=warmup
         )
     return config.lr
-
-
-def augmentation(strength: float) -> keras.Sequential:
-    """Random small rotations, shifts and zoom, applied on the fly per batch. Keras
-    preprocessing layers are active in training only: validation and test see clean digits.
-
-    No elastic warp: Keras 3.15's RandomElasticTransform swaps images across the batch when the
-    batch size is dynamic, as it is inside fit(), so images reach the loss with other images'
-    labels (tests/test_compare.py guards against any layer doing that)."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomRotation(strength * 10 / 360, fill_mode="constant"),
-            keras.layers.RandomTranslation(0.1 * strength, 0.1 * strength, fill_mode="constant"),
-            keras.layers.RandomZoom(0.1 * strength, fill_mode="constant"),
-        ],
-        name="augmentation",
-    )
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
@@ -253,8 +237,8 @@ def train(
             model = build(config.model, **config.model_params)
             # Augmentation wraps the model for training only; `model` itself is what gets saved.
             trainer = (
-                keras.Sequential([keras.Input(INPUT_SHAPE), augmentation(config.augment), model])
-                if config.augment
+                keras.Sequential([keras.Input(INPUT_SHAPE), augmentation(config.augment, config.elastic), model])
+                if config.augment or config.elastic
                 else model
             )
             compile_model(trainer, config, steps)
@@ -315,7 +299,7 @@ def _start_record(run_dir: Path, config: TrainConfig) -> dict:
         record = read_json(path)
         if record.get("status") == "completed":
             raise DigitlabError(f"{run_dir} already holds a completed run; choose another --out")
-        if record.get("config") != dataclasses.asdict(config):
+        if TrainConfig(**record.get("config", {})) != config:  # fields added since read as defaults
             raise DigitlabError(
                 f"{run_dir} holds a run with another config; resume it with `digitlab train --resume {run_dir}` "
                 "or choose another --out"
