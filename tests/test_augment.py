@@ -43,6 +43,17 @@ def test_elastic_warp_bends_digits_a_little(mnist):
     assert abs((warped.sum(axis=(1, 2, 3)) / x.sum(axis=(1, 2, 3))).mean() - 1) < 0.05
 
 
+def test_elastic_warp_samples_in_float32_under_mixed_precision(mnist):
+    from digitlab.backend import keras
+    from digitlab.training import precision
+
+    with precision("mixed_bfloat16"):
+        layer = ElasticDistortion(seed=0)
+        warped = layer(keras.ops.cast(mnist.x_train[:8], "bfloat16"), training=True)
+    assert keras.backend.standardize_dtype(warped.dtype) == "float32"
+    assert np.isfinite(np.asarray(warped)).all()
+
+
 def identity_kept(layer, n: int = 64) -> float:
     """Share of images that come out of `layer` as transforms of themselves, under the dynamic
     batch shape fit() traces with. Each image is a square of its own intensity: rotations,

@@ -87,7 +87,8 @@ class ElasticDistortion(keras.layers.Layer):
     The blur makes neighbouring pixels move together, so strokes bend instead of breaking."""
 
     def __init__(self, alpha: float = ALPHA, sigma: float = SIGMA, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        # float32 even under mixed precision: bf16 would round sample positions to 1/8 pixel.
+        super().__init__(**{"dtype": "float32", **kwargs})
         self.alpha, self.sigma, self.seed = alpha, sigma, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
