@@ -14,7 +14,7 @@ ops = keras.ops
 
 # Simard, Steinkraus & Platt (2003), "Best practices for convolutional neural networks applied
 # to visual document analysis": on 28x28 MNIST, a field smoothed at sigma = 4 pixels and scaled
-# by alpha = 34 gave their best results. Strength 1 is that; it moves pixels by ~1.4 px (std).
+# by alpha = 34 gave their best results. Strength 1 is that; it moves pixels by ~1.3 px (std along each axis).
 ALPHA, SIGMA = 34.0, 4.0
 
 
@@ -23,7 +23,7 @@ def augmentation(strength: float, elastic: float = 0.0) -> keras.Sequential:
     `elastic` > 0, an elastic warp of that strength."""
     # Keras' own RandomElasticTransform is not used: in Keras 3.15 it swaps images across the
     # batch when the batch size is dynamic, as it is inside fit(), so images reach the loss
-    # with other images' labels (tests/test_compare.py watches for a fix).
+    # with other images' labels (tests/test_augment.py watches for a fix).
     affine = [
         keras.layers.RandomRotation(strength * 10 / 360, fill_mode="constant"),
         keras.layers.RandomTranslation(0.1 * strength, 0.1 * strength, fill_mode="constant"),
