@@ -14,7 +14,7 @@ ops = keras.ops
 
 # Simard, Steinkraus & Platt (2003), "Best practices for convolutional neural networks applied
 # to visual document analysis": on 28x28 MNIST, a field smoothed at sigma = 4 pixels and scaled
-# by alpha = 34 gave their best results. Strength 1 is that; it moves pixels by ~1.3 px (std along each axis).
+# by alpha = 34 gave their best results. Strength 1 is that: pixels move ~1.3 px (std, per axis).
 ALPHA, SIGMA = 34.0, 4.0
 
 
