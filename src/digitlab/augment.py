@@ -1,4 +1,4 @@
-"""Training-time augmentation: Keras layers that run inside the model, per batch, in the graph.
+"""Training-time augmentation: a Keras layer that runs inside the model, per batch, in the graph.
 
 Active in training only: validation and test see clean digits, and the saved model has none
 of them (training wraps the model; see training.train).
@@ -12,25 +12,19 @@ from .backend import keras
 
 ops = keras.ops
 
-# Simard, Steinkraus & Platt (2003), "Best practices for convolutional neural networks applied
-# to visual document analysis": on 28x28 MNIST, a field smoothed at sigma = 4 pixels and scaled
-# by alpha = 34 gave their best results. Strength 1 is that: pixels move ~1.3 px (std, per axis).
-ALPHA, SIGMA = 34.0, 4.0
+# Ciresan et al. (2010), "Deep, big, simple neural nets for handwritten digit recognition":
+# a field smoothed at sigma = 5-6 pixels, scaled by alpha = 36-38, on top of affine distortions.
+# Strength 1 is sigma 6, alpha 36: pixels move ~0.9 px (std, per axis). Simard et al.'s (2003)
+# sigma 4, alpha 34 bends strokes 2.25x as sharply: an `allconv` trained with affine
+# augmentation (99.7% on clean validation digits) read 97.1% of digits warped that way, 99.5%
+# at sigma 6; trained with it, `allconv` sat at 96-98% on validation after 8 epochs (99.4% without).
+ALPHA, SIGMA = 36.0, 6.0
 
 
-def augmentation(strength: float, elastic: float = 0.0) -> keras.Sequential:
-    """Random small rotations, shifts and zoom (strength 1: 10 degrees, 10%), then, if
-    `elastic` > 0, an elastic warp of that strength."""
-    # Keras' own RandomElasticTransform is not used: in Keras 3.15 it swaps images across the
-    # batch when the batch size is dynamic, as it is inside fit(), so images reach the loss
-    # with other images' labels (tests/test_augment.py watches for a fix).
-    affine = [
-        keras.layers.RandomRotation(strength * 10 / 360, fill_mode="constant"),
-        keras.layers.RandomTranslation(0.1 * strength, 0.1 * strength, fill_mode="constant"),
-        keras.layers.RandomZoom(0.1 * strength, fill_mode="constant"),
-    ]
-    warp = [ElasticDistortion(ALPHA * elastic, SIGMA)] if elastic > 0 else []
-    return keras.Sequential((affine if strength > 0 else []) + warp, name="augmentation")
+def augmentation(strength: float, elastic: float = 0.0) -> Distortion:
+    """Random small rotations, shifts and zoom (strength 1: up to 10 degrees, 10%), and an
+    elastic warp of strength `elastic`, all in one resampling of each image."""
+    return Distortion(10 * strength, 0.1 * strength, 0.1 * strength, ALPHA * elastic, SIGMA, name="augmentation")
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
@@ -81,14 +75,31 @@ def warp(images, rows, cols):
 
 
 @keras.saving.register_keras_serializable(package="digitlab")
-class ElasticDistortion(keras.layers.Layer):
-    """Elastic warp (Simard et al., 2003): every pixel moves by a random displacement field,
-    uniform noise in [-1, 1] blurred by a Gaussian of `sigma` pixels and scaled by `alpha`.
-    The blur makes neighbouring pixels move together, so strokes bend instead of breaking."""
+class Distortion(keras.layers.Layer):
+    """A random geometric distortion per image: rotation, zoom, shift and an elastic warp (every
+    pixel moved by uniform noise in [-1, 1], blurred by a Gaussian of `sigma` pixels, scaled by
+    `alpha`; the blur makes neighbours move together, so strokes bend instead of breaking).
 
-    def __init__(self, alpha: float = ALPHA, sigma: float = SIGMA, seed: int | None = None, **kwargs):
+    All of it is one sampling position per output pixel, so each image is interpolated once.
+    Keras' RandomRotation, RandomTranslation and RandomZoom each resample: chained, they blur
+    the strokes (ink pixels above 0.9: 48% in MNIST, 12% after the three, 27% after one pass),
+    so the network trains on softer digits than it is tested on. And Keras 3.15's
+    RandomElasticTransform swaps images across the batch inside fit() (tests/test_augment.py
+    watches for a fix)."""
+
+    def __init__(
+        self,
+        rotation: float = 10.0,  # degrees, either way
+        zoom: float = 0.1,  # scale in [1 - zoom, 1 + zoom]
+        shift: float = 0.1,  # share of the image size, either way, per axis
+        alpha: float = 0.0,  # elastic warp: 0 for none
+        sigma: float = SIGMA,
+        seed: int | None = None,
+        **kwargs,
+    ):
         # float32 even under mixed precision: bf16 would round sample positions to 1/8 pixel.
         super().__init__(**{"dtype": "float32", **kwargs})
+        self.rotation, self.zoom, self.shift = rotation, zoom, shift
         self.alpha, self.sigma, self.seed = alpha, sigma, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -96,14 +107,25 @@ class ElasticDistortion(keras.layers.Layer):
         if not training:
             return images
         n, h, w = ops.shape(images)[0], images.shape[1], images.shape[2]
-        noise = keras.random.uniform((n, h, w, 2), -1.0, 1.0, seed=self.seed_generator)
-        field = self.alpha * smooth(noise, self.sigma)
-        rows = ops.reshape(ops.arange(h, dtype="float32"), [1, h, 1]) + field[..., 0]
-        cols = ops.reshape(ops.arange(w, dtype="float32"), [1, 1, w]) + field[..., 1]
+        angle, zoom, dy, dx = ops.unstack(keras.random.uniform((4, n, 1, 1), -1.0, 1.0, seed=self.seed_generator))
+        angle = angle * self.rotation * np.pi / 180
+        scale = 1 + zoom * self.zoom
+        # Each output pixel reads the input at the inverse transform of its position: rotated
+        # and scaled about the centre, then shifted.
+        y = ops.reshape(ops.arange(h, dtype="float32") - (h - 1) / 2, [1, h, 1])
+        x = ops.reshape(ops.arange(w, dtype="float32") - (w - 1) / 2, [1, 1, w])
+        cos, sin = ops.cos(angle), ops.sin(angle)
+        rows = (cos * y - sin * x) / scale + (h - 1) / 2 - dy * self.shift * h
+        cols = (sin * y + cos * x) / scale + (w - 1) / 2 - dx * self.shift * w
+        if self.alpha > 0:
+            noise = keras.random.uniform((n, h, w, 2), -1.0, 1.0, seed=self.seed_generator)
+            field = self.alpha * smooth(noise, self.sigma)
+            rows, cols = rows + field[..., 0], cols + field[..., 1]
         return warp(images, rows, cols)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "sigma": self.sigma, "seed": self.seed}
+        names = ("rotation", "zoom", "shift", "alpha", "sigma", "seed")
+        return {**super().get_config(), **{name: getattr(self, name) for name in names}}

@@ -45,7 +45,7 @@ class TrainConfig:
     precision: str = "float32"  # or "mixed_bfloat16", or "auto": bf16 where the CPU has bf16 units
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW (decoupled decay)
     augment: float = 0.0  # strength: 1 = rotations to 10 degrees, shifts and zoom to 10%
-    elastic: float = 0.0  # elastic warp strength: 1 = Simard et al.'s (pixels move ~1.3 px)
+    elastic: float = 0.0  # elastic warp strength: 1 = Ciresan et al.'s (pixels move ~0.9 px)
     label_smoothing: float = 0.0  # e.g. 0.1: targets 0.91/0.01 curb overconfidence
     model_params: dict = field(default_factory=dict)  # the model function's keyword arguments
     patience: int = 4  # epochs without val-loss progress before stopping
