@@ -31,8 +31,8 @@ def test_smooth_is_a_gaussian_blur():
 
 
 def test_affine_part_is_scipys_affine_transform(mnist):
-    # With no zoom or shift left random and no warp, the layer's positions for a known angle and
-    # scale must equal scipy's inverse mapping: out[p] = in[c + R (p - c) / s].
+    # With no shift and no warp, the layer's positions for its drawn angle and scale must equal
+    # scipy's inverse mapping: out[p] = in[c + R (p - c) / s].
     from digitlab.backend import keras
 
     image = mnist.x_train[:1]

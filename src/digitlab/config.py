@@ -68,10 +68,9 @@ class TrainConfig:
             raise DigitlabError(f"--schedule must be one of {', '.join(SCHEDULES)}; got '{self.schedule}'")
         if self.precision not in PRECISIONS:
             raise DigitlabError(f"--precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'")
-        if not 0 <= self.augment <= 3:
-            raise DigitlabError(f"--augment must be between 0 and 3, got {self.augment}")
-        if not 0 <= self.elastic <= 3:
-            raise DigitlabError(f"--elastic must be between 0 and 3, got {self.elastic}")
+        for name in ("augment", "elastic"):
+            if not 0 <= getattr(self, name) <= 3:
+                raise DigitlabError(f"--{name} must be between 0 and 3, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise DigitlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.weight_decay < 0:
