@@ -8,7 +8,7 @@ an untimed warm-up of TensorFlow on a throwaway model (the command's full time i
 keras-io's mnist_convnet (two convs, dropout 0.5, batch 128, Adam, 15 epochs); its time to 99%
 is read off its validation accuracy after each epoch. Test accuracy is read once, at the end.
 A second baseline, `plain`, trains `fast`'s recipe on the textbook form of its network
-(conv5x5-BN-ReLU-pool twice), which isolates what the folded first stage buys.
+(conv5x5-BN-ReLU-pool twice, both trained), which isolates what the fixed, folded first stage buys.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def plain_fast(width: int = 16):
 def child_fast(seed: int, plain: bool = False) -> dict:
     from digitlab.config import TrainConfig
     from digitlab.data import load_mnist
-    from digitlab.models import build, flops_per_image
+    from digitlab.models import adapt, build, flops_per_image
     from digitlab.training import as_float32, compile_model, precision, seed_everything
 
     data = load_mnist(DATA_DIR)
@@ -102,9 +102,10 @@ def child_fast(seed: int, plain: bool = False) -> dict:
         compile_model(warm, config, steps)
         warm.fit(data.x_train[:1024], data.y_train[:1024], batch_size=config.batch_size, verbose=0)
         seed_everything(seed)
-        model = network()
-        compile_model(model, config, steps)
         t0 = time.perf_counter()
+        model = network()
+        adapt(model, data.x_train, seed)  # fast's PCA stage: part of its training time
+        compile_model(model, config, steps)
         model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs, verbose=0)
         train_s = time.perf_counter() - t0
     model = model if plain else as_float32(model, "fast")
@@ -117,6 +118,7 @@ def child_fast(seed: int, plain: bool = False) -> dict:
         "val_accuracy": accuracy["val"],
         "test_accuracy": accuracy["test"],
         "flops_per_image": flops_per_image(model),
+        "train_flops_per_image": flops_per_image(model, training=True),
         "images": config.epochs * len(data.y_train),
     }
 
@@ -178,7 +180,7 @@ def main() -> None:
     base_t = [r["train_s"] for r in base]
     base_99 = [r["to_99_s"] for r in base if r["to_99_s"] is not None]
     base_acc, base_std = mean_std([r["test_accuracy"] for r in base])
-    work = fast[0]["flops_per_image"] * 3 * fast[0]["images"]  # forward + backward ~ 3 forwards
+    work = fast[0]["train_flops_per_image"] * fast[0]["images"]  # forward + the backward it needs
     bound = work / (cpu()["peak_gflops"] * 1e9)
     print()
     print("| recipe | train time, s: median [min-max] | time to 99% val, s | test accuracy, mean ± std | peak MiB |")
@@ -198,7 +200,7 @@ def main() -> None:
     print()
     if plain:
         print(
-            f"speed-up of the folded first stage (plain median / fast median): "
+            f"speed-up of the fixed, folded first stage (plain median / fast median): "
             f"{statistics.median(r['train_s'] for r in plain) / statistics.median(fast_t):.2f}x"
         )
     if base_99:
@@ -212,7 +214,8 @@ def main() -> None:
         f"({command.strip().splitlines()[-1]})"
     )
     print(
-        f"lower bound: {fast[0]['flops_per_image'] / 1e6:.2f} MFLOP/image x 3 x {fast[0]['images']:,} images "
+        f"lower bound: {fast[0]['train_flops_per_image'] / 1e6:.2f} MFLOP per image trained "
+        f"({fast[0]['flops_per_image'] / 1e6:.2f} forward) x {fast[0]['images']:,} images "
         f"= {work / 1e12:.2f} TFLOP; at the ~{cpu()['peak_gflops']:.0f} GFLOP/s peak that is {bound:.2f} s, "
         f"so the median run works at {bound / statistics.median(fast_t):.0%} of peak"
     )

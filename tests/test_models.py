@@ -35,30 +35,70 @@ def test_flops_match_a_hand_count():
     assert flops_per_image(build("cnn")) == 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 10)
 
 
-def test_fast_first_stage_is_a_5x5_conv_and_2x2_max_pool_folded():
-    """The folded stage computes what its docstring says: given a 5x5 kernel spread over the
-    fold's 3x3 block kernel, it equals Keras' own Conv2D(5) then MaxPooling2D(2), exactly."""
+def test_patch_pca_is_a_5x5_conv_and_2x2_max_pool_folded():
+    """The folded stage computes what its docstring says: given 5x5 filters, it equals Keras'
+    own Conv2D(5) then MaxPooling2D(2), exactly."""
     from digitlab.backend import keras
+    from digitlab.models import PatchPCA
 
-    width, rng = 4, np.random.default_rng(0)
-    kernel = rng.normal(size=(5, 5, 1, width)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    filters = rng.normal(size=(5, 5, 6)).astype(np.float32)
     reference = keras.Sequential(
-        [keras.Input((28, 28, 1)), keras.layers.Conv2D(width, 5, use_bias=False), keras.layers.MaxPooling2D()]
+        [keras.Input((28, 28, 1)), keras.layers.Conv2D(6, 5, use_bias=False), keras.layers.MaxPooling2D()]
     )
-    reference.layers[0].set_weights([kernel])
-
-    model = build("fast", width=width)
-    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
-    # Block pixel (p, q) of block offset (di, dj) is image pixel (2di+p, 2dj+q); for the output at
-    # block pixel (a, b) (channel group 2a+b) that is kernel tap (2di+p-a, 2dj+q-b) when inside 5x5.
-    folded = np.zeros((3, 3, 4, 4 * width), np.float32)
-    for di, dj, p, q, a, b in np.ndindex(3, 3, 2, 2, 2, 2):
-        u, v = 2 * di + p - a, 2 * dj + q - b
-        if 0 <= u < 5 and 0 <= v < 5:
-            folded[di, dj, 2 * p + q, (2 * a + b) * width : (2 * a + b + 1) * width] = kernel[u, v, 0]
-    conv.set_weights([folded])
-    pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
-    stage = keras.Model(model.inputs[0], pooled.input)
+    reference.layers[0].set_weights([filters[:, :, None, :]])
+    stage = PatchPCA(3)
+    stage.build((None, 28, 28, 1))
+    stage.set_filters(filters)
 
     images = rng.random((5, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(stage(images), reference(images), rtol=1e-5, atol=1e-5)
+
+
+def test_patch_pca_filters_are_the_leading_principal_components_of_patches(mnist):
+    """Against scikit-learn: the uncentred principal axes of every 5x5 patch of 300 digits
+    (TruncatedSVD), where adapt() samples 20,000 patches at random."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.image import extract_patches_2d
+
+    from digitlab.models import PatchPCA
+
+    images = mnist.x_train[:300]
+    stage = PatchPCA(4)
+    stage.build((None, 28, 28, 1))
+    stage.adapt(images, seed=1)
+    kernel = np.asarray(stage.kernel)
+    # Pool offset (0, 0) holds the 5x5 filters unshifted: tap (u, v) at block (u//2, v//2), pixel 2(u%2)+v%2.
+    filters = np.stack([kernel[u // 2, v // 2, 2 * (u % 2) + v % 2, :8] for u in range(5) for v in range(5)])
+    patches = np.concatenate([extract_patches_2d(image[:, :, 0], (5, 5)).reshape(-1, 25) for image in images])
+    reference = TruncatedSVD(4, algorithm="arpack").fit(patches).components_
+    np.testing.assert_allclose(filters[:, 4:], -filters[:, :4])  # each component and its negative
+    np.testing.assert_allclose(filters[:, :4].T @ filters[:, :4], np.eye(4), atol=1e-5)
+    # The same axes up to sign (|cos| 0.9994-0.9999 measured; sampling leaves a little play).
+    agreement = np.abs(np.sum(filters[:, :4].T * reference, axis=1))
+    assert agreement.min() > 0.995, agreement
+
+
+def test_fast_trains_around_its_fixed_pca_stage_and_exports_to_onnx(mnist, tmp_path):
+    """Through the real pipeline: train() fits the PCA stage on the training images, training
+    leaves it as it was, the saved model reloads it, and ONNX Runtime computes the same."""
+    from digitlab.backend import keras
+    from digitlab.config import TrainConfig
+    from digitlab.export import export
+    from digitlab.models import PatchPCA, adapt
+    from digitlab.predict import OnnxModel
+    from digitlab.training import train
+
+    config = TrainConfig.for_model("fast", epochs=2, subset=10_000, seed=3)
+    run = train(config, data=mnist, out=tmp_path / "fast", verbose=0, evaluate_after=False)
+    model = keras.saving.load_model(run / "model.keras")
+    expected = build("fast")
+    adapt(expected, mnist.x_train[:10_000], seed=3)
+    kernel = next(layer for layer in model.layers if isinstance(layer, PatchPCA)).kernel
+    np.testing.assert_array_equal(np.asarray(kernel), np.asarray(expected.layers[0].kernel))
+
+    x, y = mnist.x_test[:2000], mnist.y_test[:2000]
+    probs = model.predict(x, verbose=0)
+    assert (probs.argmax(1) == y).mean() > 0.96  # 10k images, 2 epochs: 97.4% measured
+    onnx = OnnxModel(export(run, "onnx"))
+    assert np.abs(onnx.probabilities(x) - probs).max() <= 1e-5

@@ -32,4 +32,7 @@ import tensorflow as tf  # noqa: E402
 if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) >= 2:
     tf.get_logger().setLevel("ERROR")  # e.g. retracing notices when tuning builds a model per trial
 
+# Saved models may hold digitlab's own layers (models.PatchPCA): register them before any load.
+from . import models  # noqa: E402, F401  (models imports `keras` from here: defined above)
+
 __all__ = ["keras", "tf"]

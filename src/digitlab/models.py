@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from .backend import keras
 from .errors import DigitlabError
 
@@ -144,44 +146,111 @@ def cnn(width: int = 32, dropout: float = 0.4) -> keras.Model:
     )
 
 
+@keras.saving.register_keras_serializable(package="digitlab")
+class PatchPCA(layers.Layer):
+    """A 5x5 conv and a 2x2 max-pool whose filters come from the data, not from gradients:
+    the leading principal components of 5x5 image patches, each also negated (adapt())."""
+
+    # Why: trained, `fast`'s first stage cost ~40% of its training step: its filter gradient,
+    # and the second conv's input gradient that only serves to reach it. Fixed, nothing before
+    # the second conv learns and TensorFlow computes neither: 1.55x faster over 2 epochs for
+    # 0.08 points of test accuracy (BENCHMARKS.md). PCA's smooth blob, edge and curvature
+    # filters are close to what a first layer learns and cost milliseconds; random ones did worse.
+
+    def __init__(self, components: int = 8, **kwargs):
+        kwargs["trainable"] = False
+        super().__init__(**kwargs)
+        self.components = components
+
+    def build(self, input_shape) -> None:
+        # A 5x5 conv + 2x2 pool, folded (see call()): a 3x3 kernel over 2x2 pixel blocks,
+        # one group of output channels per pixel of a block. Random until adapt().
+        self.kernel = self.add_weight(shape=(3, 3, 4, 8 * self.components), initializer="glorot_uniform", name="kernel")
+
+    def set_filters(self, filters: np.ndarray) -> None:
+        """Use these (5, 5, C) filters: C must be 2 x components."""
+        # Block offset (di, dj), block pixel (p, q) is image pixel (2di+p, 2dj+q); for the conv
+        # output at block pixel (a, b) (channel group 2a+b) that is tap (2di+p-a, 2dj+q-b).
+        channels = filters.shape[-1]
+        kernel = np.zeros((3, 3, 4, 4 * channels), np.float32)
+        for di, dj, p, q, a, b in np.ndindex(3, 3, 2, 2, 2, 2):
+            u, v = 2 * di + p - a, 2 * dj + q - b
+            if 0 <= u < 5 and 0 <= v < 5:
+                kernel[di, dj, 2 * p + q, (2 * a + b) * channels : (2 * a + b + 1) * channels] = filters[u, v]
+        self.kernel.assign(kernel)
+
+    def adapt(self, images: np.ndarray, seed: int = 0, patches: int = 20_000) -> None:
+        """Principal components of `patches` random 5x5 patches of `images` (N, 28, 28, 1)."""
+        rng = np.random.default_rng(seed)
+        n, corner = rng.integers(0, len(images), patches), rng.integers(0, images.shape[1] - 4, (2, patches, 1, 1))
+        rows, cols = corner[0] + np.arange(5)[:, None], corner[1] + np.arange(5)
+        x = images[n[:, None, None], rows, cols, 0].reshape(patches, 25).astype(np.float64)
+        # Uncentred: the conv sees raw pixels. Scale does not matter, batch norm follows.
+        _, vectors = np.linalg.eigh(x.T @ x)
+        top = vectors[:, ::-1][:, : self.components]
+        # With their negatives, ReLU keeps both signs of each response: dark-on-light too.
+        self.set_filters(np.concatenate([top, -top], axis=1).reshape(5, 5, -1))
+
+    def call(self, images):
+        ops, n = keras.ops, images.shape[1] // 2
+        # A conv over one input channel starves the CPU's vector units; over 2x2 pixel blocks
+        # it has four, and its four channel groups are the pool's four offsets: max over them.
+        blocks = ops.reshape(ops.transpose(ops.reshape(images, (-1, n, 2, n, 2)), (0, 1, 3, 2, 4)), (-1, n, n, 4))
+        out = ops.conv(blocks, ops.cast(self.kernel, self.compute_dtype))
+        return ops.max(ops.reshape(out, (-1, n - 2, n - 2, 4, 2 * self.components)), axis=3)
+
+    def compute_output_shape(self, input_shape):
+        n = input_shape[1] // 2
+        return (input_shape[0], n - 2, n - 2, 2 * self.components)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "components": self.components}
+
+
+def adapt(model: keras.Model, images: np.ndarray, seed: int = 0) -> None:
+    """Fit the layers that learn from the data without gradients (PatchPCA): before training."""
+    for layer in model.layers:
+        if isinstance(layer, PatchPCA):
+            layer.adapt(images, seed)
+
+
 @register(space=lambda t: {"width": t.suggest_int("width", 8, 32, step=4)})
 def fast(width: int = 16) -> keras.Model:
-    """Speed recipe: a 6x6 conv+pool over 2x2 pixel blocks, a 5x5 conv+pool; 99% in 2 epochs."""
-    # A conv over one input channel starves the CPU's vector units: as a plain 5x5 conv+pool,
-    # stage 1 took 40-50% of the training time with a fifth of the FLOPs. So the image is folded
-    # into 2x2 pixel blocks (14x14x4); a 3x3 conv over the blocks is a 6x6 conv evaluated at
-    # the four pixels of each block (4 x width channels), and the max over those four is the
-    # 2x2 max-pool. Pooling before batch norm and ReLU has them touch 4x fewer values.
-    # Together: 1.8x faster than conv5x5-BN-ReLU-pool twice, as accurate (BENCHMARKS.md).
+    """Speed recipe: a fixed PCA 5x5 conv+pool, a trained 5x5 conv+pool; 99% in 2 epochs."""
     return _classifier(
-        layers.Reshape((14, 2, 14, 2, 1)),
-        layers.Permute((1, 3, 2, 4, 5)),
-        layers.Reshape((14, 14, 4)),
-        layers.Conv2D(4 * width, 3, use_bias=False),
-        layers.Reshape((12 * 12, 4, width)),  # rows: positions; columns: a block's four pixels
-        layers.MaxPooling2D((1, 4)),
-        layers.Reshape((12, 12, width)),
-        layers.BatchNormalization(momentum=0.9),
+        PatchPCA(width // 2),
+        # Batch norm without scale or shift: nothing to train before the second conv (see PatchPCA).
+        layers.BatchNormalization(momentum=0.9, center=False, scale=False),
         layers.ReLU(),
         layers.Conv2D(2 * width, 5, use_bias=False),
-        layers.MaxPooling2D(),
+        layers.MaxPooling2D(),  # before batch norm and ReLU: they then touch 4x fewer values
         layers.BatchNormalization(momentum=0.9),
         layers.ReLU(),
         layers.Flatten(),
     )
 
 
-def flops_per_image(model: keras.Model) -> int:
-    """Forward-pass FLOPs for one image (2 per multiply-add), counted over the conv and dense
-    layers, which hold all but a sliver of the arithmetic; a training step costs about 3x."""
-    total = 0
+def flops_per_image(model: keras.Model, training: bool = False) -> int:
+    """FLOPs for one image (2 per multiply-add), counted over the conv and dense layers, which
+    hold all but a sliver of the arithmetic. Forward only, or with training=True a training
+    step's: a trained layer 3x (forward, input gradient, weight gradient), the first trained
+    layer 2x (nothing before it learns, so no input gradient), a frozen one before it 1x."""
+    total, learning = 0, False
     for layer in model.layers:
-        if isinstance(layer, layers.Conv2D):
+        if isinstance(layer, PatchPCA):  # what runs: the folded 3x3 conv, zero taps included
+            h, w, _ = layer.output.shape[1:]
+            flops = 2 * h * w * int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, layers.Conv2D):
             h, w, c_out = layer.output.shape[1:]
             kh, kw, c_in, _ = layer.kernel.shape
-            total += 2 * h * w * c_out * kh * kw * c_in
+            flops = 2 * h * w * c_out * kh * kw * c_in
         elif isinstance(layer, layers.Dense):
-            total += 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+            flops = 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+        else:
+            flops = 0
+        trained = bool(layer.trainable_weights)
+        total += flops * (1 if not (training and trained) else 3 if learning else 2)
+        learning = learning or trained
     return int(total)
 
 

@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .data import MNIST, load_mnist
 from .errors import DigitlabError
 from .files import read_json, write_atomic, write_json
-from .models import INPUT_SHAPE, build
+from .models import INPUT_SHAPE, adapt, build
 
 
 def versions() -> dict[str, str]:
@@ -234,7 +234,9 @@ def train(
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
         with precision(policy):
+            t0 = time.perf_counter()  # training time includes fitting what adapt() fits
             model = build(config.model, **config.model_params)
+            adapt(model, data.x_train, config.seed)  # a resumed run's backup overwrites this
             # Augmentation wraps the model for training only; `model` itself is what gets saved.
             trainer = (
                 keras.Sequential([keras.Input(INPUT_SHAPE), augmentation(config.augment, config.elastic), model])
@@ -250,7 +252,6 @@ def train(
                 keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
                 *(callbacks or []),
             ]
-            t0 = time.perf_counter()
             fit = trainer.fit(
                 data.x_train,
                 targets(data.y_train, config),
