@@ -33,6 +33,12 @@ def test_flops_match_a_hand_count():
     assert flops_per_image(build("mlp")) == 2 * (784 * 128 + 128 * 64 + 64 * 10)
     # cnn: 3x3 conv 1->32 on 26x26, 3x3 conv 32->64 on 11x11, dense 5*5*64 -> 10
     assert flops_per_image(build("cnn")) == 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 10)
+    # fast: the fixed folded stage (3x3x4 -> 64 on 12x12), 5x5 conv 16->32 on 8x8, dense 512 -> 10.
+    # Training: the fixed stage runs forward only; the first trained conv needs no input gradient.
+    stage, conv, dense = 2 * 12 * 12 * 64 * 36, 2 * 8 * 8 * 32 * 25 * 16, 2 * 512 * 10
+    assert flops_per_image(build("fast")) == stage + conv + dense
+    assert flops_per_image(build("fast"), training=True) == stage + 2 * conv + 3 * dense
+    assert flops_per_image(build("cnn"), training=True) == 3 * flops_per_image(build("cnn")) - 2 * 26 * 26 * 32 * 9
 
 
 def test_patch_pca_is_a_5x5_conv_and_2x2_max_pool_folded():
