@@ -237,13 +237,11 @@ def flops_per_image(model: keras.Model, training: bool = False) -> int:
     layer 2x (nothing before it learns, so no input gradient), a frozen one before it 1x."""
     total, learning = 0, False
     for layer in model.layers:
-        if isinstance(layer, PatchPCA):  # what runs: the folded 3x3 conv, zero taps included
+        # A conv: every kernel tap at every output position. PatchPCA's folded conv runs at its
+        # (pooled) output positions, its zero taps included: that is what the CPU computes.
+        if isinstance(layer, (layers.Conv2D, PatchPCA)):
             h, w, _ = layer.output.shape[1:]
             flops = 2 * h * w * int(np.prod(layer.kernel.shape))
-        elif isinstance(layer, layers.Conv2D):
-            h, w, c_out = layer.output.shape[1:]
-            kh, kw, c_in, _ = layer.kernel.shape
-            flops = 2 * h * w * c_out * kh * kw * c_in
         elif isinstance(layer, layers.Dense):
             flops = 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
         else:
