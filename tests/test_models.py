@@ -33,27 +33,31 @@ def test_flops_match_a_hand_count():
     assert flops_per_image(build("mlp")) == 2 * (784 * 128 + 128 * 64 + 64 * 10)
     # cnn: 3x3 conv 1->32 on 26x26, 3x3 conv 32->64 on 11x11, dense 5*5*64 -> 10
     assert flops_per_image(build("cnn")) == 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 10)
-    # fast: the fixed folded stage (3x3x4 -> 64 on 12x12), 5x5 conv 16->32 on 8x8, dense 512 -> 10.
+    # fast: the fixed folded stage (3x3x4 -> 32 on 12x12), 5x5 conv 8->32 on 8x8, dense 512 -> 10.
     # Training: the fixed stage runs forward only; the first trained conv needs no input gradient.
-    stage, conv, dense = 2 * 12 * 12 * 64 * 36, 2 * 8 * 8 * 32 * 25 * 16, 2 * 512 * 10
+    stage, conv, dense = 2 * 12 * 12 * 32 * 36, 2 * 8 * 8 * 32 * 25 * 8, 2 * 512 * 10
     assert flops_per_image(build("fast")) == stage + conv + dense
     assert flops_per_image(build("fast"), training=True) == stage + 2 * conv + 3 * dense
     assert flops_per_image(build("cnn"), training=True) == 3 * flops_per_image(build("cnn")) - 2 * 26 * 26 * 32 * 9
 
 
-def test_patch_pca_is_a_5x5_conv_and_2x2_max_pool_folded():
+def test_patch_pca_is_a_5x5_conv_abs_and_2x2_max_pool_folded():
     """The folded stage computes what its docstring says: given 5x5 filters, it equals Keras'
-    own Conv2D(5) then MaxPooling2D(2), exactly."""
+    own Conv2D(5) with an absolute value, then MaxPooling2D(2), exactly."""
     from digitlab.backend import keras
     from digitlab.models import PatchPCA
 
     rng = np.random.default_rng(0)
     filters = rng.normal(size=(5, 5, 6)).astype(np.float32)
     reference = keras.Sequential(
-        [keras.Input((28, 28, 1)), keras.layers.Conv2D(6, 5, use_bias=False), keras.layers.MaxPooling2D()]
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(6, 5, use_bias=False, activation=keras.ops.abs),
+            keras.layers.MaxPooling2D(),
+        ]
     )
     reference.layers[0].set_weights([filters[:, :, None, :]])
-    stage = PatchPCA(3)
+    stage = PatchPCA(6)
     stage.build((None, 28, 28, 1))
     stage.set_filters(filters)
 
@@ -75,13 +79,12 @@ def test_patch_pca_filters_are_the_leading_principal_components_of_patches(mnist
     stage.adapt(images, seed=1)
     kernel = np.asarray(stage.kernel)
     # Pool offset (0, 0) holds the 5x5 filters unshifted: tap (u, v) at block (u//2, v//2), pixel 2(u%2)+v%2.
-    filters = np.stack([kernel[u // 2, v // 2, 2 * (u % 2) + v % 2, :8] for u in range(5) for v in range(5)])
+    filters = np.stack([kernel[u // 2, v // 2, 2 * (u % 2) + v % 2, :4] for u in range(5) for v in range(5)])
     patches = np.concatenate([extract_patches_2d(image[:, :, 0], (5, 5)).reshape(-1, 25) for image in images])
     reference = TruncatedSVD(4, algorithm="arpack").fit(patches).components_
-    np.testing.assert_allclose(filters[:, 4:], -filters[:, :4])  # each component and its negative
-    np.testing.assert_allclose(filters[:, :4].T @ filters[:, :4], np.eye(4), atol=1e-5)
+    np.testing.assert_allclose(filters.T @ filters, np.eye(4), atol=1e-5)
     # The same axes up to sign (|cos| 0.9994-0.9999 measured; sampling leaves a little play).
-    agreement = np.abs(np.sum(filters[:, :4].T * reference, axis=1))
+    agreement = np.abs(np.sum(filters.T * reference, axis=1))
     assert agreement.min() > 0.995, agreement
 
 

@@ -148,8 +148,8 @@ def cnn(width: int = 32, dropout: float = 0.4) -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="digitlab")
 class PatchPCA(layers.Layer):
-    """A 5x5 conv and a 2x2 max-pool whose filters come from the data, not from gradients:
-    the leading principal components of 5x5 image patches, each also negated (adapt())."""
+    """A 5x5 conv, its absolute value and a 2x2 max-pool, whose filters come from the data, not
+    from gradients: the leading principal components of 5x5 image patches (adapt())."""
 
     # Why: trained, `fast`'s first stage cost ~40% of its training step: its filter gradient,
     # and the second conv's input gradient that only serves to reach it. Fixed, nothing before
@@ -165,10 +165,10 @@ class PatchPCA(layers.Layer):
     def build(self, input_shape) -> None:
         # A 5x5 conv + 2x2 pool, folded (see call()): a 3x3 kernel over 2x2 pixel blocks,
         # one group of output channels per pixel of a block. Random until adapt().
-        self.kernel = self.add_weight(shape=(3, 3, 4, 8 * self.components), initializer="glorot_uniform", name="kernel")
+        self.kernel = self.add_weight(shape=(3, 3, 4, 4 * self.components), initializer="glorot_uniform", name="kernel")
 
     def set_filters(self, filters: np.ndarray) -> None:
-        """Use these (5, 5, C) filters: C must be 2 x components."""
+        """Use these (5, 5, components) filters."""
         # Block offset (di, dj), block pixel (p, q) is image pixel (2di+p, 2dj+q); for the conv
         # output at block pixel (a, b) (channel group 2a+b) that is tap (2di+p-a, 2dj+q-b).
         channels = filters.shape[-1]
@@ -187,21 +187,22 @@ class PatchPCA(layers.Layer):
         x = images[n[:, None, None], rows, cols, 0].reshape(patches, 25).astype(np.float64)
         # Uncentred: the conv sees raw pixels. Scale does not matter, batch norm follows.
         _, vectors = np.linalg.eigh(x.T @ x)
-        top = vectors[:, ::-1][:, : self.components]
-        # With their negatives, ReLU keeps both signs of each response: dark-on-light too.
-        self.set_filters(np.concatenate([top, -top], axis=1).reshape(5, 5, -1))
+        self.set_filters(vectors[:, ::-1][:, : self.components].reshape(5, 5, -1))
 
     def call(self, images):
         ops, n = keras.ops, images.shape[1] // 2
         # A conv over one input channel starves the CPU's vector units; over 2x2 pixel blocks
         # it has four, and its four channel groups are the pool's four offsets: max over them.
         blocks = ops.reshape(ops.transpose(ops.reshape(images, (-1, n, 2, n, 2)), (0, 1, 3, 2, 4)), (-1, n, n, 4))
-        out = ops.conv(blocks, ops.cast(self.kernel, self.compute_dtype))
-        return ops.max(ops.reshape(out, (-1, n - 2, n - 2, 4, 2 * self.components)), axis=3)
+        # |response|: a component's sign is arbitrary, and dark-on-light must count too. One
+        # channel per component, where a filter and its negative under ReLU took two: half the
+        # second conv's work, the same validation accuracy (BENCHMARKS.md).
+        out = ops.abs(ops.conv(blocks, ops.cast(self.kernel, self.compute_dtype)))
+        return ops.max(ops.reshape(out, (-1, n - 2, n - 2, 4, self.components)), axis=3)
 
     def compute_output_shape(self, input_shape):
         n = input_shape[1] // 2
-        return (input_shape[0], n - 2, n - 2, 2 * self.components)
+        return (input_shape[0], n - 2, n - 2, self.components)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "components": self.components}
