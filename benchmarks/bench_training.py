@@ -89,24 +89,25 @@ def child_fast(seed: int, plain: bool = False) -> dict:
     from digitlab.config import TrainConfig
     from digitlab.data import load_mnist
     from digitlab.models import adapt, build, flops_per_image
-    from digitlab.training import as_float32, compile_model, precision, seed_everything
+    from digitlab.training import as_float32, batches, build_training_state, compile_model, precision, seed_everything
 
     data = load_mnist(DATA_DIR)
     config = TrainConfig.for_model("fast", seed=seed)
-    steps = -(-len(data.y_train) // config.batch_size)
     with precision(config.precision):
         # Untimed warm-up on a throwaway model: TensorFlow's one-off start-up per process (thread
         # pools, oneDNN kernels). The timed model below still traces its own graph, in its time.
         network = plain_fast if plain else lambda: build("fast")
         warm = network()
-        compile_model(warm, config, steps)
+        compile_model(warm, config, steps_per_epoch=1024 // config.batch_size)
         warm.fit(data.x_train[:1024], data.y_train[:1024], batch_size=config.batch_size, verbose=0)
         seed_everything(seed)
         t0 = time.perf_counter()
         model = network()
         adapt(model, data.x_train, seed)  # fast's PCA stage: part of its training time
-        compile_model(model, config, steps)
-        model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs, verbose=0)
+        train_batches = batches(data.x_train, data.y_train, config.batch_size)
+        compile_model(model, config, len(train_batches))
+        build_training_state(model, data.x_train, data.y_train)
+        model.fit(train_batches, epochs=config.epochs, shuffle=False, verbose=0)
         train_s = time.perf_counter() - t0
     model = model if plain else as_float32(model, "fast")
     accuracy = {

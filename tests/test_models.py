@@ -41,9 +41,10 @@ def test_flops_match_a_hand_count():
     assert flops_per_image(build("cnn"), training=True) == 3 * flops_per_image(build("cnn")) - 2 * 26 * 26 * 32 * 9
 
 
-def test_patch_pca_is_a_5x5_conv_abs_and_2x2_max_pool_folded():
-    """The folded stage computes what its docstring says: given 5x5 filters, it equals Keras'
-    own Conv2D(5) with an absolute value, then MaxPooling2D(2), exactly."""
+def test_patch_pca_is_a_5x5_conv_abs_2x2_max_pool_and_offset_relu_folded():
+    """The folded stage computes what its docstring says: given 5x5 filters and offsets, it
+    equals Keras' own Conv2D(5) with an absolute value, MaxPooling2D(2), minus the offsets,
+    then ReLU."""
     from digitlab.backend import keras
     from digitlab.models import PatchPCA
 
@@ -57,12 +58,15 @@ def test_patch_pca_is_a_5x5_conv_abs_and_2x2_max_pool_folded():
         ]
     )
     reference.layers[0].set_weights([filters[:, :, None, :]])
+    images = rng.random((5, 28, 28, 1), dtype=np.float32)
+    pooled = np.asarray(reference(images))
+    offset = np.median(pooled, axis=(0, 1, 2))  # the ReLU then cuts half of each channel
     stage = PatchPCA(6)
     stage.build((None, 28, 28, 1))
-    stage.set_filters(filters)
+    stage.set_filters(filters, offset)
 
-    images = rng.random((5, 28, 28, 1), dtype=np.float32)
-    np.testing.assert_allclose(stage(images), reference(images), rtol=1e-5, atol=1e-5)
+    expected = np.maximum(pooled - offset, 0)
+    np.testing.assert_allclose(stage(images), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_patch_pca_filters_are_the_leading_principal_components_of_patches(mnist):
@@ -80,12 +84,28 @@ def test_patch_pca_filters_are_the_leading_principal_components_of_patches(mnist
     kernel = np.asarray(stage.kernel)
     # Pool offset (0, 0) holds the 5x5 filters unshifted: tap (u, v) at block (u//2, v//2), pixel 2(u%2)+v%2.
     filters = np.stack([kernel[u // 2, v // 2, 2 * (u % 2) + v % 2, :4] for u in range(5) for v in range(5)])
+    filters /= np.linalg.norm(filters, axis=0)  # adapt() scales each for its standardisation
     patches = np.concatenate([extract_patches_2d(image[:, :, 0], (5, 5)).reshape(-1, 25) for image in images])
     reference = TruncatedSVD(4, algorithm="arpack").fit(patches).components_
     np.testing.assert_allclose(filters.T @ filters, np.eye(4), atol=1e-5)
     # The same axes up to sign (|cos| 0.9994-0.9999 measured; sampling leaves a little play).
     agreement = np.abs(np.sum(filters.T * reference, axis=1))
     assert agreement.min() > 0.995, agreement
+
+
+def test_patch_pca_standardises_its_responses_on_images_it_did_not_see(mnist):
+    """adapt() scales and offsets each channel from 500 training images; on 2,000 others, each
+    pooled response before the ReLU has mean ~0 and standard deviation ~1."""
+    from digitlab.models import PatchPCA
+
+    stage = PatchPCA(8)
+    stage.build((None, 28, 28, 1))
+    stage.adapt(mnist.x_train[:10_000], seed=0)
+    offset = np.asarray(stage.offset)
+    stage.offset.assign(np.zeros(8, np.float32))  # the pooled |response| itself, before offset and ReLU
+    pooled = np.asarray(stage(mnist.x_val[:2000]))
+    np.testing.assert_allclose(pooled.mean(axis=(0, 1, 2)) - offset, 0, atol=0.05)
+    np.testing.assert_allclose(pooled.std(axis=(0, 1, 2)), 1, atol=0.05)
 
 
 def test_fast_trains_around_its_fixed_pca_stage_and_exports_to_onnx(mnist, tmp_path):
@@ -103,8 +123,9 @@ def test_fast_trains_around_its_fixed_pca_stage_and_exports_to_onnx(mnist, tmp_p
     model = keras.saving.load_model(run / "model.keras")
     expected = build("fast")
     adapt(expected, mnist.x_train[:10_000], seed=3)
-    kernel = next(layer for layer in model.layers if isinstance(layer, PatchPCA)).kernel
-    np.testing.assert_array_equal(np.asarray(kernel), np.asarray(expected.layers[0].kernel))
+    stage = next(layer for layer in model.layers if isinstance(layer, PatchPCA))
+    for weights, reference in zip(stage.weights, expected.layers[0].weights, strict=True):  # kernel, offset
+        np.testing.assert_array_equal(np.asarray(weights), np.asarray(reference))
 
     x, y = mnist.x_test[:2000], mnist.y_test[:2000]
     probs = model.predict(x, verbose=0)

@@ -113,6 +113,21 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
                 self.target.set_weights(latest)
 
 
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = True) -> tf.data.Dataset:
+    """One pass over a split in batches, its last batch partial. The arrays become tensors once;
+    each pass (each new iterator: each epoch) gathers them in a new order inside TensorFlow."""
+    n, x, y = len(x), tf.constant(x), tf.constant(y)
+    order = tf.data.Dataset.range(n)
+    if shuffle:  # a new permutation each pass, the same ones for the same seed
+        order = order.shuffle(n, reshuffle_each_iteration=True)
+    dataset = order.batch(batch_size).map(lambda batch: (tf.gather(x, batch), tf.gather(y, batch))).prefetch(1)
+    # Autotuning off: with it, tearing down an iterator stalled for ~1.3 s in 4 of 10 `fast`
+    # runs (Keras' own pipeline for arrays autotunes). One gather per batch needs no tuning.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
     total = config.epochs * steps_per_epoch
     if config.schedule == "cosine":
@@ -144,16 +159,28 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     )
 
 
+def build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
+    """Create the optimizer's and the metrics' variables now, from two examples. Left to fit(),
+    they are created while TensorFlow traces the first training step, so it traces it twice:
+    ~0.5 s more per run, a tenth of `fast`'s training (BENCHMARKS.md)."""
+    model.optimizer.build(model.trainable_variables)
+    predicted = model(x[:2])
+    model.compute_loss(x[:2], y[:2], predicted)
+    model.compute_metrics(x[:2], y[:2], predicted, None)
+    model.reset_metrics()
+
+
 CPUINFO = Path("/proc/cpuinfo")
 
 
 def native_bf16(cpuinfo: Path = CPUINFO) -> bool:
-    """Does this machine compute bf16 in hardware? A GPU, or a CPU with AVX512-BF16 or AMX.
-    TensorFlow runs bf16 elsewhere too, but emulated: several times slower than float32."""
+    """Does bf16 pay here? On a GPU, or a CPU with AMX's bf16 tile units. AVX512-BF16 alone is
+    not enough: `fast` trained 1.1x faster in bf16 on a Zen 5 but 1.25x slower on a Xeon with
+    it (BENCHMARKS.md); without either, TensorFlow emulates bf16, 3.5x slower than float32."""
     if tf.config.list_physical_devices("GPU"):
         return True
     flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return "amx_bf16" in flags
 
 
 def resolve_precision(policy: str, cpuinfo: Path = CPUINFO) -> str:
@@ -230,7 +257,6 @@ def train(
         write_json(run_dir / "run.json", record)
 
         seed_everything(config.seed)
-        steps = int(np.ceil(len(data.y_train) / config.batch_size))
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
         with precision(policy):
@@ -243,7 +269,11 @@ def train(
                 if config.augment or config.elastic
                 else model
             )
-            compile_model(trainer, config, steps)
+            y_train = targets(data.y_train, config)
+            train_batches = batches(data.x_train, y_train, config.batch_size)
+            val_batches = batches(data.x_val, targets(data.y_val, config), config.batch_size, shuffle=False)
+            compile_model(trainer, config, len(train_batches))
+            build_training_state(trainer, data.x_train, y_train)
             all_callbacks = [
                 keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
                 ResumableEarlyStopping(run_dir, model, config.patience),
@@ -253,11 +283,10 @@ def train(
                 *(callbacks or []),
             ]
             fit = trainer.fit(
-                data.x_train,
-                targets(data.y_train, config),
-                validation_data=(data.x_val, targets(data.y_val, config)),
+                train_batches,
+                validation_data=val_batches,
                 epochs=config.epochs,
-                batch_size=config.batch_size,
+                shuffle=False,  # the batches are shuffled already
                 callbacks=all_callbacks,
                 verbose=verbose,
             )
