@@ -89,7 +89,7 @@ def child_fast(seed: int, plain: bool = False) -> dict:
     from digitlab.config import TrainConfig
     from digitlab.data import load_mnist
     from digitlab.models import adapt, build, flops_per_image
-    from digitlab.training import as_float32, batches, build_training_state, compile_model, precision, seed_everything
+    from digitlab.training import as_float32, compile_model, precision, prepare_fit, seed_everything
 
     data = load_mnist(DATA_DIR)
     config = TrainConfig.for_model("fast", seed=seed)
@@ -104,9 +104,7 @@ def child_fast(seed: int, plain: bool = False) -> dict:
         t0 = time.perf_counter()
         model = network()
         adapt(model, data.x_train, seed)  # fast's PCA stage: part of its training time
-        train_batches = batches(data.x_train, data.y_train, config.batch_size)
-        compile_model(model, config, len(train_batches))
-        build_training_state(model, data.x_train, data.y_train)
+        train_batches = prepare_fit(model, config, data.x_train, data.y_train)  # as train() does
         model.fit(train_batches, epochs=config.epochs, shuffle=False, verbose=0)
         train_s = time.perf_counter() - t0
     model = model if plain else as_float32(model, "fast")

@@ -159,15 +159,19 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     )
 
 
-def build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
-    """Create the optimizer's and the metrics' variables now, from two examples. Left to fit(),
-    they are created while TensorFlow traces the first training step, so it traces it twice:
-    ~0.5 s more per run, a tenth of `fast`'s training (BENCHMARKS.md)."""
+def prepare_fit(model: keras.Model, config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
+    """Compile `model` to train on (x, y) under `config`; returns the training batches for fit()."""
+    train_batches = batches(x, y, config.batch_size)
+    compile_model(model, config, len(train_batches))
+    # The optimizer's and the metrics' variables, created now from two examples. Left to fit(),
+    # they are created while TensorFlow traces the first training step, so it traces it twice:
+    # ~0.5 s more per run, a tenth of `fast`'s training (BENCHMARKS.md).
     model.optimizer.build(model.trainable_variables)
     predicted = model(x[:2])
     model.compute_loss(x[:2], y[:2], predicted)
     model.compute_metrics(x[:2], y[:2], predicted, None)
     model.reset_metrics()
+    return train_batches
 
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -270,10 +274,8 @@ def train(
                 else model
             )
             y_train = targets(data.y_train, config)
-            train_batches = batches(data.x_train, y_train, config.batch_size)
+            train_batches = prepare_fit(trainer, config, data.x_train, y_train)
             val_batches = batches(data.x_val, targets(data.y_val, config), config.batch_size, shuffle=False)
-            compile_model(trainer, config, len(train_batches))
-            build_training_state(trainer, data.x_train, y_train)
             all_callbacks = [
                 keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
                 ResumableEarlyStopping(run_dir, model, config.patience),
