@@ -110,3 +110,22 @@ def test_predict_user_errors(tmp_path):
     ):
         result = digitlab(*args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_bad_model_file_is_one_line_in_every_command(run, data_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "run.json").write_text((run / "run.json").read_text())
+    (broken / "model.keras").write_bytes((run / "model.keras").read_bytes()[:2000])  # cut short, as by a full disk
+    image = tmp_path / "x.png"
+    Image.new("L", (28, 28)).save(image)
+    for args in (
+        ["evaluate", str(broken), "--data-dir", str(data_dir)],
+        ["export", str(broken)],
+        ["ensemble", str(run), str(broken), "--out", str(tmp_path / "ens"), "--data-dir", str(data_dir)],
+        ["predict", str(image), "--model", str(broken / "model.keras")],
+    ):
+        result = digitlab(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert f"cannot load Keras model {broken / 'model.keras'}" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr

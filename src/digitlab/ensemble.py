@@ -19,7 +19,7 @@ def ensemble(
 ) -> Path:
     from .backend import keras
     from .evaluation import evaluate
-    from .models import INPUT_SHAPE
+    from .models import INPUT_SHAPE, load
     from .training import _now, machine, versions
 
     runs = [Path(r) for r in runs]
@@ -41,7 +41,7 @@ def ensemble(
     inputs = keras.Input(INPUT_SHAPE)
     members = []
     for i, run in enumerate(runs):
-        member = keras.saving.load_model(run / "model.keras")
+        member = load(run / "model.keras")
         member.name = f"member{i}_{member.name}"  # layer names must be unique in one model
         members.append(member(inputs))
     model = keras.Model(inputs, keras.layers.Average()(members), name="ensemble")

@@ -106,7 +106,7 @@ def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Pat
     if not model_path.is_file():
         raise DigitlabError(f"{run_dir} has no model.keras; is it a finished run? `digitlab runs` lists them")
 
-    from .backend import keras  # after the checks: a typo should not wait for TensorFlow
+    from .models import load  # after the checks: a typo should not wait for TensorFlow
     from .report import write_report
 
     record = read_json(run_dir / "run.json")
@@ -114,7 +114,7 @@ def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Pat
         config = record["config"]
         data = load_mnist(data_dir, val_size=config["val_size"], split_seed=config["split_seed"])
     t0 = time.perf_counter()
-    model = keras.saving.load_model(model_path)  # safe mode: no arbitrary code from the file
+    model = load(model_path)
     serving = fit_serving(data.y_val, model.predict(data.x_val, batch_size=1000, verbose=0))
     write_json(run_dir / "serving.json", serving)
     probs = model.predict(data.x_test, batch_size=1000, verbose=0)

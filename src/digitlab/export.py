@@ -32,9 +32,10 @@ def export(
     if fmt == "savedmodel":
         out = out.with_name(out.name if out.suffix == "" else out.stem)
 
-    from .backend import keras, tf
+    from .backend import tf
+    from .models import load
 
-    model = keras.saving.load_model(keras_path)
+    model = load(keras_path)
     signature = [tf.TensorSpec((None, 28, 28, 1), tf.float32, name=INPUT_NAME)]
     if fmt == "savedmodel":
         model.export(str(out), format="tf_saved_model", verbose=False, input_signature=signature)

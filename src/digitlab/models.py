@@ -52,6 +52,18 @@ def build(name: str, **params) -> keras.Model:
     return model
 
 
+def load(path) -> keras.Model:
+    """A saved .keras model, in Keras' safe mode (no code from the file runs). Loading from here
+    registers digitlab's own layers (PatchPCA) first; a bad or outdated file is one clear error."""
+    try:
+        return keras.saving.load_model(path)
+    except Exception as e:  # Keras raises many kinds for a bad file
+        raise DigitlabError(
+            f"cannot load Keras model {path}: {str(e).strip().splitlines()[0]}; "
+            "retrain it with this digitlab version (`digitlab train`) or give another model"
+        ) from None
+
+
 def _classifier(*body: layers.Layer) -> keras.Model:
     # The softmax stays float32 under mixed precision: bf16 probabilities would round away
     # the confidence figures that calibration and declining rely on.

@@ -49,13 +49,10 @@ class Model(Protocol):
 
 class KerasModel:
     def __init__(self, path: Path):
-        from .backend import keras
+        from .models import load
 
         self.path = path
-        try:
-            self.model = keras.saving.load_model(path)  # safe mode: refuses arbitrary code in the file
-        except Exception as e:  # Keras raises many kinds for a bad file
-            raise DigitlabError(f"cannot load Keras model {path}: {str(e).splitlines()[0]}") from None
+        self.model = load(path)
         self.info = model_info(path)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
