@@ -50,7 +50,7 @@ def train(
     lr: Annotated[Optional[float], _recipe("Peak learning rate (Adam).")] = None,
     schedule: Annotated[Optional[str], _recipe("Learning-rate schedule: cosine, onecycle or constant.")] = None,
     precision: Annotated[
-        Optional[str], _recipe("float32, mixed_bfloat16, or auto (bf16 where the CPU has bf16 units).")
+        Optional[str], _recipe("float32, mixed_bfloat16, or auto (bf16 only with AMX or a GPU).")
     ] = None,
     patience: Annotated[Optional[int], _recipe("Epochs without val-loss progress before stopping.")] = None,
     weight_decay: Annotated[Optional[float], _recipe("AdamW weight decay; 0 means plain Adam.")] = None,

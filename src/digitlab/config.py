@@ -43,7 +43,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine settles the weights without tuning a drop; see SCHEDULES
     beta_1: float = 0.9  # Adam's defaults; short runs prefer shorter memories (see RECIPES)
     beta_2: float = 0.999
-    precision: str = "float32"  # or "mixed_bfloat16", or "auto": bf16 where the CPU has bf16 units
+    precision: str = "float32"  # or "mixed_bfloat16", or "auto": bf16 only with AMX or a GPU
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW (decoupled decay)
     augment: float = 0.0  # strength: 1 = rotations to 10 degrees, shifts and zoom to 10%
     elastic: float = 0.0  # elastic warp strength: 1 = Ciresan et al.'s (pixels move ~0.9 px)
