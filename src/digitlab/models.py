@@ -10,6 +10,7 @@ the model's keyword arguments out).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def build(name: str, **params) -> keras.Model:
     return model
 
 
-def load(path) -> keras.Model:
+def load(path: str | Path) -> keras.Model:
     """A saved .keras model, in Keras' safe mode (no code from the file runs). Loading from here
     registers digitlab's own layers (PatchPCA) first; a bad or outdated file is one clear error."""
     try:
