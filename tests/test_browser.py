@@ -109,3 +109,29 @@ def test_phone_layout_and_dropped_file(server, browser, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "phone-declined.png", full_page=True)
     page.close()
+
+
+LETTER_A = [[(0.30, 0.80), (0.50, 0.20), (0.70, 0.80)], [(0.38, 0.58), (0.62, 0.58)]]
+HASH = [
+    [(0.42, 0.20), (0.36, 0.82)],
+    [(0.64, 0.20), (0.58, 0.82)],
+    [(0.22, 0.40), (0.80, 0.40)],
+    [(0.20, 0.62), (0.78, 0.62)],
+]
+
+
+@pytest.mark.parametrize(("name", "strokes"), [("letter-a", LETTER_A), ("hash", HASH)])
+def test_drawing_a_non_digit_says_it_is_not_a_digit(server, browser, name, strokes):
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    page.goto(server)
+    page.wait_for_function("document.getElementById('model').textContent.startsWith('Model:')")
+    draw(page, strokes)
+    page.wait_for_timeout(400)  # the last stroke's request is on its way: wait for its answer
+    page.wait_for_function("['ok', 'declined'].includes(document.querySelector('.result').dataset.state)")
+    status = page.locator("#status").inner_text()
+    assert page.locator(".result").get_attribute("data-state") == "declined", status
+    assert "does not look like a digit" in status
+    assert page.locator("#digit").inner_text() == "?"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"draw-{name}.png")
+    page.close()

@@ -129,3 +129,73 @@ class Distortion(keras.layers.Layer):
     def get_config(self):
         names = ("rotation", "zoom", "shift", "alpha", "sigma", "seed")
         return {**super().get_config(), **{name: getattr(self, name) for name in names}}
+
+
+def _blur3(images):
+    """A 3x3 binomial blur (Gaussian, sigma ~0.85 px) of (n, h, w, 1), zeros beyond the edge."""
+    kernel = np.outer([1, 2, 1], [1, 2, 1]).astype("float32")[:, :, None, None] / 16
+    return ops.conv(images, kernel, padding="same")
+
+
+@keras.saving.register_keras_serializable(package="digitlab")
+class RealWorld(keras.layers.Layer):
+    """What real inputs do to a digit that MNIST's scans never did, one random mix per image:
+    strokes thinner or fatter than MNIST's (a fine pen, a marker), blur (focus, motion), a low
+    resolution (a small digit in a photo or a scan), faded or uneven contrast (pencil, grey paper)
+    and sensor noise. Each effect is a random blend between the image and its altered copy, so
+    stroke width, blur and contrast vary continuously; about 40% of the images stay clean.
+
+    The preprocessing of real images evens much of this out (stroke width, contrast, size), but
+    not all of it, and a model fed 28x28 arrays directly gets none of that help."""
+
+    def __init__(self, strength: float = 1.0, seed: int | None = None, **kwargs):
+        super().__init__(**{"dtype": "float32", **kwargs})
+        self.strength, self.seed = strength, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _draw(self, n, low=0.0, high=1.0):
+        return keras.random.uniform((n, 1, 1, 1), low, high, seed=self.seed_generator)
+
+    def _some(self, n, p):
+        """1 for a random share `p` (times the strength, at most 1) of the images, else 0."""
+        return ops.cast(self._draw(n) < min(1.0, p * self.strength), "float32")
+
+    def call(self, images, training=True):
+        if not training or self.strength == 0:
+            return images
+        x, n = images, ops.shape(images)[0]
+        # Stroke width: a 3x3 dilation fattens strokes by ~2 px, an erosion thins them (partly,
+        # never below a hairline: blended at most halfway).
+        fat = ops.max_pool(x, 3, strides=1, padding="same")
+        thin = -ops.max_pool(-x, 2, strides=1, padding="same")
+        x = x + self._some(n, 0.2) * self._draw(n) * (fat - x) + self._some(n, 0.1) * self._draw(n, 0, 0.5) * (thin - x)
+        # Blur: up to two passes of a 3x3 Gaussian.
+        once = _blur3(x)
+        twice = _blur3(once)
+        x = x + self._some(n, 0.15) * self._draw(n) * (ops.where(self._draw(n) < 0.5, once, twice) - x)
+        # Low resolution: down to 10 or 14 px and back up, as a scan of a small digit.
+        h, w = images.shape[1], images.shape[2]
+        low = [keras.ops.image.resize(keras.ops.image.resize(x, (s, s)), (h, w)) for s in (10, 14)]
+        x = ops.where(self._some(n, 0.1) > 0, ops.where(self._draw(n) < 0.5, low[0], low[1]), x)
+        # Contrast and light: faint ink (x0.4-1), gamma 0.5-2, and a background lifted by up to
+        # 0.5, evenly (grey paper) or in a smooth random field (uneven light, haze).
+        gain, gamma, lift = self._draw(n, 0.4, 1.0), ops.exp(self._draw(n, -0.7, 0.7)), self._draw(n, 0.0, 0.5)
+        coarse = keras.random.uniform((n, 4, 4, 1), seed=self.seed_generator)
+        light = ops.where(self._draw(n) < 0.5, 1.0, keras.ops.image.resize(coarse, (h, w)))
+        background = lift * light
+        adjusted = background + (1 - background) * gain * ops.power(ops.clip(x, 0.0, 1.0) + 1e-6, gamma)
+        x = ops.where(self._some(n, 0.2) > 0, adjusted, x)
+        # Noise: Gaussian (sigma up to 0.2) or salt and pepper (up to 20% of the pixels).
+        gauss = x + self._draw(n, 0.0, 0.2) * keras.random.normal(ops.shape(x), seed=self.seed_generator)
+        flips = keras.random.uniform(ops.shape(x), seed=self.seed_generator)
+        rate = self._draw(n, 0.0, 0.2)
+        salted = ops.where(flips < rate / 2, 0.0, ops.where(flips > 1 - rate / 2, 1.0, x))
+        kind = self._draw(n)
+        x = ops.where(self._some(n, 0.15) > 0, ops.where(kind < 0.5, gauss, salted), x)
+        return ops.clip(x, 0.0, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength, "seed": self.seed}

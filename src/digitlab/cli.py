@@ -61,6 +61,12 @@ def train(
         Optional[float], _recipe("Elastic warp strength, 0-3 (1: alpha 36, sigma 6 px, as Ciresan et al.).")
     ] = None,
     label_smoothing: Annotated[Optional[float], _recipe("Label smoothing, e.g. 0.1.")] = None,
+    real_world: Annotated[
+        Optional[float], _recipe("Real-input augmentation, 0-3: stroke width, blur, low resolution, contrast, noise.")
+    ] = None,
+    negatives: Annotated[
+        Optional[float], _recipe("Non-digits to learn to decline, as a share of the training digits (0-1).")
+    ] = None,
     params: Annotated[
         Optional[str],
         typer.Option(help="Settings as JSON, or a JSON file such as tune's best.json; explicit options win over it."),
@@ -95,6 +101,8 @@ def train(
             augment=augment,
             elastic=elastic,
             label_smoothing=label_smoothing,
+            real_world=real_world,
+            negatives=negatives,
             seed=seed,
             val_size=val_size,
             subset=subset,
@@ -142,6 +150,40 @@ def evaluate(
 
     run_evaluation(run_dir, data_dir=data_dir)
     _summary(run_dir)
+
+
+@app.command()
+def robustness(
+    model: Annotated[
+        Optional[Path], typer.Argument(help="Run folder, .keras or .onnx (default: the shipped model).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="test, or validation (for choosing between models).")] = "test",
+    n: Annotated[int, typer.Option(help="Images per condition.")] = 1000,
+    corruption_n: Annotated[int, typer.Option(help="Images per MNIST-C corruption (the paper: 10000).")] = 10_000,
+    reader: Annotated[str, typer.Option(help="digitlab (its preprocessing) or naive (resize to 28x28).")] = "digitlab",
+    out: Annotated[
+        Optional[Path], typer.Option(help="Folder for the tables and picture (default: a run's own).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Measure a model on corrupted, photographed, drawn, scanned and printed digits and on non-digits."""
+    from . import robustness as suite
+    from .data import load_mnist
+    from .predict import load
+
+    if split not in ("test", "validation"):
+        raise DigitlabError(f"--split must be test or validation, got '{split}'")
+    if reader not in suite.READERS:
+        raise DigitlabError(f"--reader must be one of {', '.join(suite.READERS)}, got '{reader}'")
+    if n < 10 or corruption_n < 10:
+        raise DigitlabError("--n and --corruption-n must be at least 10")
+    if out is None:
+        out = model if model is not None and model.is_dir() else Path(f"robustness-{(model or Path('default')).stem}")
+    loaded = load(model)
+    data = load_mnist(data_dir)
+    images, labels = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
+    result = suite.measure(loaded, images, labels, split, n, reader, corruption_n)
+    typer.echo(suite.write(result, out).read_text())
 
 
 @app.command()

@@ -52,6 +52,8 @@ class TrainConfig:
     augment: float = 0.0  # strength: 1 = rotations to 10 degrees, shifts and zoom to 10%
     elastic: float = 0.0  # elastic warp strength: 1 = Ciresan et al.'s (pixels move ~0.9 px)
     label_smoothing: float = 0.0  # e.g. 0.1: targets 0.91/0.01 curb overconfidence
+    real_world: float = 0.0  # strength of stroke-width, blur, low-resolution, contrast and noise changes
+    negatives: float = 0.0  # non-digit images added, as a share of the training digits (outlier exposure)
     model_params: dict = field(default_factory=dict)  # the model function's keyword arguments
     patience: int = 4  # epochs without val-loss progress before stopping
     seed: int = 0  # weights init, shuffling, dropout
@@ -72,11 +74,15 @@ class TrainConfig:
             raise DigitlabError(f"--schedule must be one of {', '.join(SCHEDULES)}; got '{self.schedule}'")
         if self.precision not in PRECISIONS:
             raise DigitlabError(f"--precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'")
-        for name in ("augment", "elastic"):
+        for name in ("augment", "elastic", "real_world"):
             if not 0 <= getattr(self, name) <= 3:
                 raise DigitlabError(f"--{name} must be between 0 and 3, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise DigitlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.negatives <= 1:
+            raise DigitlabError(
+                f"--negatives must be between 0 and 1 (a share of the training digits), got {self.negatives}"
+            )
         if self.weight_decay < 0:
             raise DigitlabError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.subset is not None and self.subset < 10:

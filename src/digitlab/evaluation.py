@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, log_loss
 
+from . import predict, robustness
 from .data import MNIST, load_mnist
 from .errors import DigitlabError
 from .files import read_json, write_json, write_text
@@ -19,6 +20,7 @@ from .predict import scale_temperature
 
 CLASSES = [str(d) for d in range(10)]
 CALIBRATION_BINS = 15
+ROBUSTNESS_N = 300  # images per condition in every run's report: ~1 minute; `digitlab robustness` does more
 DECLINE_RATE = 0.01  # the confidence threshold may decline at most 1% of correctly read validation digits
 
 
@@ -123,7 +125,13 @@ def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Pat
     metrics["model"] = record["config"]["model"]
     metrics["params"] = model.count_params()
     _write_tables(run_dir, metrics)
-    write_report(run_dir, record, metrics, data, probs)
+    # The robustness suite, on a sample of the test split (subset runs: a token one, quick).
+    suite = robustness.measure(
+        predict.load(run_dir), data.x_test, data.y_test, n=ROBUSTNESS_N if len(data.y_train) >= 10_000 else 20
+    )
+    robustness.write(suite, run_dir)
+    metrics["robustness"] = suite.summary()
+    write_report(run_dir, record, metrics, data, probs, robustness.markdown(suite))
     write_json(run_dir / "metrics.json", metrics)
     record.setdefault("timings", {})["evaluate_s"] = round(time.perf_counter() - t0, 2)
     record["test_accuracy"] = metrics["test_accuracy"]

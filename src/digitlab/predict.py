@@ -130,8 +130,8 @@ def read(model: Model, images: np.ndarray, top_k: int = 3) -> list[dict]:
         if confidence < model.info["threshold"]:
             answer |= {
                 "digit": None,
-                "reason": f"not clearly a digit: confidence {confidence:.2f} is below "
-                f"the threshold {model.info['threshold']:.2f}",
+                "reason": f"does not look like a digit: confidence {confidence:.2f} is under "
+                f"the threshold {model.info['threshold']:.2f} (closest digit: {digit})",
             }
         answers.append(answer)
     return answers

@@ -95,7 +95,10 @@ def plot_calibration(bins: list[dict], ece: float, path: Path) -> None:
     save(fig, path)
 
 
-def write_report(run_dir: Path, record: dict, metrics: dict, data: MNIST, probs: np.ndarray) -> None:
+def write_report(
+    run_dir: Path, record: dict, metrics: dict, data: MNIST, probs: np.ndarray, robustness: str | None = None
+) -> None:
+    """Plots and report.md; `robustness`: the suite's Markdown table, when it ran."""
     labels, predicted, confidence = data.y_test, probs.argmax(1), probs.max(1)
     history = read_json(run_dir / "history.json") if (run_dir / "history.json").is_file() else None
     if history:
@@ -120,10 +123,10 @@ def write_report(run_dir: Path, record: dict, metrics: dict, data: MNIST, probs:
         "Sample test predictions (red: wrong)",
     )
     plot_calibration(metrics["calibration"]["bins"], metrics["calibration"]["ece"], run_dir / "calibration.png")
-    write_text(run_dir / "report.md", markdown(record, metrics, has_curves=history is not None))
+    write_text(run_dir / "report.md", markdown(record, metrics, history is not None, robustness))
 
 
-def markdown(record: dict, metrics: dict, has_curves: bool) -> str:
+def markdown(record: dict, metrics: dict, has_curves: bool, robustness: str | None = None) -> str:
     config, best = record["config"], record.get("best", {})
     timings = record.get("timings", {})
     lines = [
@@ -182,6 +185,7 @@ def markdown(record: dict, metrics: dict, has_curves: bool) -> str:
         "",
         "![calibration](calibration.png)",
         "",
+        *(["## Robustness", "", robustness, "![robustness](robustness.png)", ""] if robustness else []),
         "## Reproduce",
         "",
         "```",

@@ -1,10 +1,15 @@
 """Synthetic but realistic inputs, to measure how a model copes with real images.
 
-Three kinds, each rendered from a seed so every figure can be reproduced:
-  photo    an MNIST test digit as dark ink on unevenly lit, textured paper: random size, place
-           and small rotation, blur, sensor noise, JPEG compression (a phone snapshot)
-  canvas   an MNIST test digit as a thick black marker stroke on a white 280x280 canvas (PNG)
-  printed  a digit typeset in a font installed on the machine, on white paper, JPEG
+Each kind renders an MNIST digit (or a typeset one) the way it reaches digitlab in use, from a
+seed so every figure can be reproduced:
+  photo         dark ink on unevenly lit, textured paper: random size, place and small rotation,
+                blur, sensor noise, JPEG compression (a phone snapshot)
+  canvas thin   a fine pen on a white 280x280 canvas (PNG), as on the draw-a-digit page
+  canvas thick  a fat marker on the same canvas
+  scan N px     the digit shrunk to N px, enlarged 4x for the scanner's file: a small digit on a
+                low-resolution scan (N = 8, 12, 16)
+  printed       a digit typeset in a font on white paper, JPEG; the fonts are the suite's own
+                (negatives.EVAL_FONTS), none of which training sees
 Each image is returned as encoded file bytes, exactly what a user would upload.
 """
 
@@ -17,14 +22,14 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
-KINDS = ("photo", "canvas", "printed")
-FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts", "C:/Windows/Fonts")
+KINDS = ("photo", "canvas thin", "canvas thick", "scan 8 px", "scan 12 px", "scan 16 px", "printed")
+PENS = {"canvas thin": (0, 2), "canvas thick": (4, 9)}  # dilations of a 10x digit: ~6-10 px and ~18-28 px at 280 px
 
 
 def fonts() -> list[Path]:
-    found = sorted(p for d in FONT_DIRS if Path(d).is_dir() for p in Path(d).rglob("*.[ot]tf"))
-    # Symbol and dingbat fonts have no digits worth the name.
-    return [p for p in found if not any(s in p.name.lower() for s in ("symbol", "dingbat", "emoji", "math"))]
+    from .negatives import fonts as font_files
+
+    return list(font_files("evaluation"))
 
 
 def _encode(image: Image.Image, fmt: str, quality: int = 90) -> bytes:
@@ -55,12 +60,42 @@ def photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return _encode(image, "JPEG", quality=int(rng.integers(55, 90)))
 
 
-def canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+def canvas(digit: np.ndarray, rng: np.random.Generator, pen: tuple[int, int] = PENS["canvas thick"]) -> bytes:
     big = ndimage.zoom(digit, 10, order=1) > 0.5
-    big = ndimage.binary_dilation(big, iterations=int(rng.integers(2, 6)))  # a fat marker
+    if pen[1] > 0:
+        big = ndimage.binary_dilation(big, iterations=int(rng.integers(*pen)) or 1)
+    if pen[0] == 0 and rng.random() < 0.5:  # the finest pens draw thinner than MNIST's scans
+        big = ndimage.binary_erosion(big, iterations=int(rng.integers(2, 5)))
     big = ndimage.shift(big, rng.integers(-40, 41, size=2), order=0, cval=False)  # off the edge is gone, as on a canvas
     image = Image.fromarray(np.where(big, 0, 255).astype(np.uint8)).filter(ImageFilter.SMOOTH)
     return _encode(image, "PNG")
+
+
+def scan(digit: np.ndarray, rng: np.random.Generator, size: int) -> bytes:
+    """The digit at `size` px on a small scanned patch of paper, enlarged 4x (nearest neighbour,
+    as a viewer shows a tiny scan), with the scanner's grey paper and noise."""
+    small = np.asarray(Image.fromarray((digit * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BOX))
+    patch = np.zeros((size + 8, size + 8), np.float32)
+    top, left = rng.integers(0, 9, size=2)
+    patch[top : top + size, left : left + size] = small / 255
+    paper = rng.uniform(0.8, 0.97) - rng.uniform(0.5, 0.8) * patch + rng.normal(0, 0.02, patch.shape)
+    image = Image.fromarray((paper.clip(0, 1) * 255).astype(np.uint8))
+    return _encode(image.resize((4 * image.width, 4 * image.height), Image.Resampling.NEAREST), "PNG")
+
+
+def number(digits: list[np.ndarray], rng: np.random.Generator) -> bytes:
+    """MNIST digits written side by side on paper, 2-8 px apart at MNIST's scale, 3x larger."""
+    crops = []
+    for digit in digits:
+        cols = np.flatnonzero(digit.max(0) > 0.1)
+        crops.append(digit[:, cols[0] : cols[-1] + 1] if cols.size else digit)
+    parts = [np.zeros((28, int(rng.integers(6, 12))), np.float32)]
+    for crop in crops:
+        parts += [crop, np.zeros((28, int(rng.integers(2, 9))), np.float32)]
+    parts[-1] = np.zeros((28, int(rng.integers(6, 12))), np.float32)
+    line = ndimage.zoom(np.pad(np.concatenate(parts, axis=1), ((6, 6), (0, 0))), 3, order=1).clip(0, 1)
+    paper = rng.uniform(0.85, 0.98) - rng.uniform(0.6, 0.85) * line + rng.normal(0, 0.02, line.shape)
+    return _encode(Image.fromarray((paper.clip(0, 1) * 255).astype(np.uint8)), "PNG")
 
 
 def printed(label: int, rng: np.random.Generator, font_files: list[Path]) -> bytes:
@@ -79,11 +114,26 @@ def printed(label: int, rng: np.random.Generator, font_files: list[Path]) -> byt
 def render(kind: str, images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> tuple[list[bytes], np.ndarray]:
     """`n` encoded images of `kind` and their labels, from MNIST `images` (N, 28, 28[, 1])."""
     rng = np.random.default_rng(seed)
-    pick = rng.choice(len(labels), n, replace=False)
+    pick = rng.choice(len(labels), min(n, len(labels)), replace=False)
+    digits = [images[i].reshape(28, 28) for i in pick]
     if kind == "printed":
-        font_files = fonts()
-        if not font_files:
-            raise RuntimeError("no fonts installed to render printed digits")
-        return [printed(int(labels[i]), rng, font_files) for i in pick], labels[pick]
-    draw = photo if kind == "photo" else canvas
-    return [draw(images[i].reshape(28, 28), rng) for i in pick], labels[pick]
+        return [printed(int(labels[i]), rng, fonts()) for i in pick], labels[pick]
+    if kind == "photo":
+        return [photo(d, rng) for d in digits], labels[pick]
+    if kind in PENS:
+        return [canvas(d, rng, PENS[kind]) for d in digits], labels[pick]
+    if kind.startswith("scan "):
+        size = int(kind.split()[1])
+        return [scan(d, rng, size) for d in digits], labels[pick]
+    raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
+
+
+def numbers(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> tuple[list[bytes], list[str]]:
+    """`n` written numbers of 2-5 digits from MNIST `images`, and the strings they show."""
+    rng = np.random.default_rng(seed)
+    out, texts = [], []
+    for _ in range(n):
+        pick = rng.choice(len(labels), int(rng.integers(2, 6)), replace=False)
+        out.append(number([images[i].reshape(28, 28) for i in pick], rng))
+        texts.append("".join(str(int(labels[i])) for i in pick))
+    return out, texts

@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .augment import augmentation
+from .augment import RealWorld, augmentation
 from .backend import keras, tf
 from .config import TrainConfig
 from .data import MNIST, load_mnist
 from .errors import DigitlabError
 from .files import read_json, write_atomic, write_json
 from .models import INPUT_SHAPE, adapt, build
+from .outliers import NOT_A_DIGIT, training_set
 
 
 def versions() -> dict[str, str]:
@@ -146,7 +147,7 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
         optimizer = keras.optimizers.AdamW(lr, config.weight_decay, config.beta_1, config.beta_2)
     else:
         optimizer = keras.optimizers.Adam(lr, config.beta_1, config.beta_2)
-    if config.label_smoothing > 0:  # smoothing needs one-hot targets (see targets())
+    if soft_targets(config):  # one-hot and uniform rows (see targets())
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     else:
@@ -214,9 +215,37 @@ def as_float32(model: keras.Model, name: str, params: dict | None = None) -> ker
     return clone
 
 
+def soft_targets(config: TrainConfig) -> bool:
+    return config.label_smoothing > 0 or config.negatives > 0
+
+
 def targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """Integer labels, or one-hot rows where the loss needs them (label smoothing)."""
-    return keras.utils.to_categorical(labels, 10) if config.label_smoothing > 0 else labels
+    """Integer labels, or rows of ten where the loss needs them (label smoothing, negatives):
+    one-hot for a digit, uniform for a non-digit (NOT_A_DIGIT)."""
+    if not soft_targets(config):
+        return labels
+    rows = np.full((len(labels), 10), 0.1, np.float32)
+    digit = labels != NOT_A_DIGIT
+    rows[digit] = keras.utils.to_categorical(labels[digit], 10)
+    return rows
+
+
+def with_negatives(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training digits plus `config.negatives` times as many non-digits (outliers.py)."""
+    if config.negatives == 0:
+        return x, y
+    negatives = training_set(round(config.negatives * len(x)), config.seed, x)
+    return np.concatenate([x, negatives]), np.concatenate([y, np.full(len(negatives), NOT_A_DIGIT, y.dtype)])
+
+
+def trainer_for(model: keras.Model, config: TrainConfig) -> keras.Model:
+    """`model` behind the training-only augmentation layers, or `model` itself without any."""
+    layers = []
+    if config.augment or config.elastic:
+        layers.append(augmentation(config.augment, config.elastic))
+    if config.real_world:
+        layers.append(RealWorld(config.real_world, name="real_world"))
+    return keras.Sequential([keras.Input(INPUT_SHAPE), *layers, model]) if layers else model
 
 
 def new_run_dir(model: str, root: str | Path = "runs") -> Path:
@@ -268,13 +297,10 @@ def train(
             model = build(config.model, **config.model_params)
             adapt(model, data.x_train, config.seed)  # a resumed run's backup overwrites this
             # Augmentation wraps the model for training only; `model` itself is what gets saved.
-            trainer = (
-                keras.Sequential([keras.Input(INPUT_SHAPE), augmentation(config.augment, config.elastic), model])
-                if config.augment or config.elastic
-                else model
-            )
-            y_train = targets(data.y_train, config)
-            train_batches = prepare_fit(trainer, config, data.x_train, y_train)
+            trainer = trainer_for(model, config)
+            x_train, y_train = with_negatives(data.x_train, data.y_train, config)
+            record["data"]["negatives"] = len(x_train) - len(data.x_train)
+            train_batches = prepare_fit(trainer, config, x_train, targets(y_train, config))
             val_batches = batches(data.x_val, targets(data.y_val, config), config.batch_size, shuffle=False)
             all_callbacks = [
                 keras.callbacks.BackupAndRestore(str(run_dir / "backup")),

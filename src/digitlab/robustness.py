@@ -1,0 +1,272 @@
+"""The robustness suite: how a model reads what people bring, and how plainly it declines what
+is not a digit. Every condition is made from a split's digits (test for the report, validation
+for choosing a model) or from the suite's own non-digit sources, with seeds that training never
+uses (SEED), so its figures measure generalisation, not memory.
+
+  clean       the split itself, 28x28 arrays
+  MNIST-C     Mu & Gilmer's 15 corruptions (corruptions.py), fed as 28x28 arrays as in the paper
+  real input  synth.py's photos, canvas strokes, small scans and printed digits, encoded as files
+              and read through predict's own preprocessing
+  numbers     2-5 digits written side by side, read with --number: the whole string must match
+  not digits  negatives.evaluation()'s kinds through the same preprocessing: the share declined,
+              and the AUROC of digits (every digit row above) against them by calibrated confidence
+
+This module owns the suite's files: robustness.json, .csv, .md and .png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .files import write_atomic, write_json, write_text
+from .predict import Model, scale_temperature
+
+SEED = 20_261_129  # far from training seeds (0, 1, 2, ...); the validation counterpart adds 1
+READERS = ("digitlab", "naive")  # digitlab's preprocessing, or the usual demo's resize to 28x28
+FILES = ("robustness.json", "robustness.csv", "robustness.md", "robustness.png")
+
+
+@dataclass
+class Row:
+    group: str
+    condition: str
+    n: int
+    accuracy: float | None = None  # top digit right, whether declined or not (MNIST-C's figure)
+    read: float | None = None  # accepted and right: what a user sees as a right answer
+    declined: float = 0.0  # declined by preprocessing or by the threshold
+    auroc: float | None = None  # not digits: digits against this kind, by confidence
+    example: np.ndarray | None = field(default=None, repr=False)  # one 28x28 the model saw
+
+
+@dataclass
+class Suite:
+    split: str
+    reader: str
+    model: str
+    rows: list[Row]
+
+    def summary(self) -> dict:
+        by_group = {g: [r for r in self.rows if r.group == g] for g in ("clean", "MNIST-C", "not digits")}
+        corrupt = by_group["MNIST-C"]
+        worst = min(corrupt, key=lambda r: r.accuracy) if corrupt else None
+        return {
+            "clean_accuracy": by_group["clean"][0].accuracy if by_group["clean"] else None,
+            "clean_declined": by_group["clean"][0].declined if by_group["clean"] else None,
+            "mnist_c_mean": float(np.mean([r.accuracy for r in corrupt])) if corrupt else None,
+            "mnist_c_worst": f"{worst.condition} {worst.accuracy:.2%}" if worst else None,
+            "not_digits_declined": self._pooled_declined(by_group["not digits"]),
+            "auroc": next((r.auroc for r in self.rows if r.condition == "all"), None),
+        }
+
+    @staticmethod
+    def _pooled_declined(rows: list[Row]) -> float | None:
+        rows = [r for r in rows if r.condition != "all"]
+        return float(sum(r.declined * r.n for r in rows) / sum(r.n for r in rows)) if rows else None
+
+    def to_json(self) -> dict:
+        rows = [{k: v for k, v in asdict(r).items() if k != "example"} for r in self.rows]
+        return {
+            "split": self.split,
+            "reader": self.reader,
+            "model": self.model,
+            "summary": self.summary(),
+            "rows": rows,
+        }
+
+
+def _confidence(model: Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated top probability and top digit of (N, 28, 28) images."""
+    if len(images) == 0:
+        return np.zeros(0), np.zeros(0, int)
+    probs = scale_temperature(model.probabilities(images.reshape(-1, 28, 28, 1)), model.info["temperature"])
+    return probs.max(1), probs.argmax(1)
+
+
+def _read_files(model: Model, files: list[bytes], reader: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each file through preprocessing, then the model: (confidence, digit, images). A file that
+    preprocessing declines has confidence 0 and digit -1."""
+    from .preprocess import naive, prepare
+
+    if reader == "naive":
+        images, ok = np.stack([naive(f) for f in files]), np.ones(len(files), bool)
+    else:
+        prepared = [prepare(f) for f in files]
+        images, ok = np.stack([p.image for p in prepared]), np.array([p.reason is None for p in prepared])
+    confidence, digit = np.zeros(len(files)), np.full(len(files), -1)
+    confidence[ok], digit[ok] = _confidence(model, images[ok])
+    return confidence, digit, images
+
+
+def _digit_row(group, condition, labels, confidence, digit, images, threshold) -> Row:
+    accepted = confidence >= threshold
+    return Row(
+        group,
+        condition,
+        len(labels),
+        accuracy=float((digit == labels).mean()),
+        read=float(((digit == labels) & accepted).mean()),
+        declined=float(1 - accepted.mean()),
+        example=images[0],
+    )
+
+
+def measure(
+    model: Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    split: str = "test",
+    n: int = 500,
+    reader: str = "digitlab",
+    corruption_n: int | None = None,
+) -> Suite:
+    """Every condition on `n` images of the split (`corruption_n` for MNIST-C: the paper uses
+    the whole test split), read by `model` with its calibrated threshold."""
+    from sklearn.metrics import roc_auc_score
+
+    from . import corruptions, negatives, synth
+
+    seed = SEED + (split != "test")
+    images, labels = images.reshape(-1, 28, 28), np.asarray(labels)
+    threshold = model.info["threshold"]
+    rows, digit_confidence = [], []
+
+    pick = np.random.default_rng(seed).permutation(len(labels))
+    clean, clean_labels = images[pick[:n]], labels[pick[:n]]
+    confidence, digit = _confidence(model, clean)
+    rows.append(_digit_row("clean", "clean", clean_labels, confidence, digit, clean, threshold))
+    digit_confidence.append(confidence)
+
+    some = pick[: corruption_n or n]
+    for i, name in enumerate(corruptions.NAMES):
+        corrupted = corruptions.corrupt(name, images[some], seed=seed + i)
+        confidence, digit = _confidence(model, corrupted)
+        rows.append(_digit_row("MNIST-C", name, labels[some], confidence, digit, corrupted, threshold))
+
+    for i, kind in enumerate(synth.KINDS):
+        files, kind_labels = synth.render(kind, images, labels, n, seed=seed + 100 + i)
+        confidence, digit, seen = _read_files(model, files, reader)
+        rows.append(_digit_row("real input", kind, kind_labels, confidence, digit, seen, threshold))
+        digit_confidence.append(confidence)
+
+    rows.append(_numbers(model, images, labels, max(10, n // 4), seed + 200, reader))
+
+    digits = np.concatenate(digit_confidence)
+    pooled = []
+    for i, kind in enumerate(negatives.EVAL_KINDS):
+        confidence, _, seen = _read_files(model, negatives.evaluation(kind, n, seed + 300 + i), reader)
+        pooled.append(confidence)
+        auroc = _auroc(roc_auc_score, digits, confidence)
+        rows.append(
+            Row("not digits", kind, n, declined=float((confidence < threshold).mean()), auroc=auroc, example=seen[0])
+        )
+    everything = np.concatenate(pooled)
+    rows.append(
+        Row(
+            "not digits",
+            "all",
+            len(everything),
+            declined=float((everything < threshold).mean()),
+            auroc=_auroc(roc_auc_score, digits, everything),
+        )
+    )
+    return Suite(split, reader, str(model.info.get("name", "model")), rows)
+
+
+def _auroc(roc_auc_score, digits: np.ndarray, others: np.ndarray) -> float:
+    truth = np.r_[np.ones(len(digits)), np.zeros(len(others))]
+    return float(roc_auc_score(truth, np.r_[digits, others]))
+
+
+def _numbers(model: Model, images, labels, n: int, seed: int, reader: str) -> Row:
+    """Written numbers read whole: right only if every digit is read and right."""
+    from . import synth
+    from .predict import predict_image
+
+    files, texts = synth.numbers(images, labels, n, seed)
+    if reader == "naive":  # the demo has no segmentation: it cannot read a number at all
+        return Row("numbers", "2-5 digits", n, accuracy=0.0, read=0.0, declined=0.0)
+    answers = [predict_image(model, f, number=True) for f in files]
+    right = np.array([a["number"] == t for a, t in zip(answers, texts, strict=True)])
+    declined = np.array([a["number"] is None for a in answers])
+    return Row(
+        "numbers",
+        "2-5 digits",
+        n,
+        accuracy=float(right.mean()),
+        read=float(right.mean()),
+        declined=float(declined.mean()),
+        example=answers[0]["image28"][:, :28],
+    )
+
+
+def markdown(suite: Suite) -> str:
+    s = suite.summary()
+    pct = "{:.1%}".format
+    lines = [
+        f"Model `{suite.model}`, {suite.split} split, read by {suite.reader}'s preprocessing.",
+        "",
+        f"Clean {pct(s['clean_accuracy'])} ({pct(s['clean_declined'])} declined); MNIST-C mean "
+        f"{pct(s['mnist_c_mean'])}, worst {s['mnist_c_worst']}; not digits declined "
+        f"{pct(s['not_digits_declined'])}, AUROC {s['auroc']:.4f}.",
+        "",
+        "| group | condition | n | accuracy | read right | declined | AUROC |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in suite.rows:
+        cells = [pct(v) if v is not None else "" for v in (r.accuracy, r.read, r.declined)]
+        auroc = f"{r.auroc:.4f}" if r.auroc is not None else ""
+        lines.append(f"| {r.group} | {r.condition} | {r.n} | {' | '.join(cells)} | {auroc} |")
+    lines += [
+        "",
+        "accuracy: the top digit is right, declined or not (MNIST-C's figure); read right: right and "
+        "not declined; declined: by preprocessing (no ink, noise) or under the calibrated threshold.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(suite: Suite) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["group", "condition", "n", "accuracy", "read", "declined", "auroc"])
+    for r in suite.rows:
+        writer.writerow(
+            [
+                r.group,
+                r.condition,
+                r.n,
+                *("" if v is None else f"{v:.4f}" for v in (r.accuracy, r.read, r.declined, r.auroc)),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def plot(suite: Suite, path: Path) -> None:
+    """One tile per condition: an example as the model saw it, and the condition's figure."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in suite.rows if r.example is not None]
+    cols = 8
+    fig = Figure(figsize=(cols * 1.5, int(np.ceil(len(rows) / cols)) * 1.75))
+    for i, r in enumerate(rows):
+        ax = fig.add_subplot(int(np.ceil(len(rows) / cols)), cols, i + 1)
+        ax.imshow(r.example, cmap="gray_r", vmin=0, vmax=1)
+        ax.axis("off")
+        figure = f"declined {r.declined:.0%}" if r.group == "not digits" else f"read {r.read:.1%}"
+        colour = {"clean": "black", "MNIST-C": "tab:blue", "real input": "tab:green", "numbers": "tab:purple"}
+        ax.set_title(f"{r.condition}\n{figure}", fontsize=8, color=colour.get(r.group, "tab:red"))
+    fig.suptitle(f"Robustness of {suite.model} ({suite.split} split): an example of each condition")
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, bbox_inches="tight"))
+
+
+def write(suite: Suite, folder: str | Path) -> Path:
+    """robustness.json, .csv, .md and .png in `folder`; returns the Markdown's path."""
+    folder = Path(folder)
+    write_json(folder / FILES[0], suite.to_json())
+    write_text(folder / FILES[1], to_csv(suite))
+    plot(suite, folder / FILES[3])
+    return write_text(folder / FILES[2], markdown(suite))

@@ -1,0 +1,47 @@
+"""Training for real inputs: the RealWorld augmentation and outlier exposure (negatives), on
+real MNIST and real training runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from digitlab.augment import RealWorld
+from digitlab.config import TrainConfig
+from digitlab.errors import DigitlabError
+
+
+def test_real_world_changes_some_images_in_each_way_and_leaves_inference_alone(mnist):
+    x = mnist.x_train[:1024]
+    out = np.asarray(RealWorld(1.0, seed=3)(x, training=True))
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1
+    changed = np.abs(out - x).max(axis=(1, 2, 3)) > 1e-6
+    assert 0.3 < 1 - changed.mean() < 0.6  # about 40% stay clean
+    ink, ink_out = (x > 0.5).sum(axis=(1, 2, 3)), (out > 0.5).sum(axis=(1, 2, 3))
+    assert (ink_out > 1.3 * ink).mean() > 0.05  # fatter strokes
+    assert (ink_out < 0.7 * ink).mean() > 0.02  # thinner, fainter or blurred ones
+    background = np.median(out, axis=(1, 2, 3))
+    assert (background > 0.1).mean() > 0.05  # lifted backgrounds (grey paper, fog)
+    # Noise: isolated bright pixels far from any stroke.
+    far = ~ndimage.binary_dilation(x[..., 0] > 0.1, iterations=3, axes=(1, 2))
+    assert ((out[..., 0] > 0.5) & far).sum(axis=(1, 2)).astype(bool).mean() > 0.03
+    np.testing.assert_array_equal(np.asarray(RealWorld(1.0)(x, training=False)), x)
+    np.testing.assert_array_equal(np.asarray(RealWorld(0.0)(x, training=True)), x)
+
+
+def test_targets_are_uniform_for_non_digits():
+    from digitlab.outliers import NOT_A_DIGIT
+    from digitlab.training import targets
+
+    labels = np.array([3, NOT_A_DIGIT, 0])
+    rows = targets(labels, TrainConfig(negatives=0.1))
+    np.testing.assert_allclose(rows, [np.eye(10)[3], np.full(10, 0.1), np.eye(10)[0]])
+    np.testing.assert_array_equal(targets(labels[[0, 2]], TrainConfig()), [3, 0])  # plain labels without
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_negatives_share_is_checked(value):
+    with pytest.raises(DigitlabError, match="--negatives"):
+        TrainConfig(negatives=value).check()

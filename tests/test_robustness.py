@@ -1,0 +1,70 @@
+"""The robustness suite on the shipped model and real MNIST: every condition, its files, the
+naive baseline beside digitlab's preprocessing, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import digitlab
+
+from digitlab import corruptions, negatives, robustness, synth
+from digitlab.predict import load
+
+
+@pytest.fixture(scope="module")
+def suites(mnist):
+    model = load()
+    return {
+        reader: robustness.measure(model, mnist.x_test, mnist.y_test, n=40, reader=reader, corruption_n=60)
+        for reader in robustness.READERS
+    }
+
+
+def test_every_condition_is_measured(suites):
+    rows = suites["digitlab"].rows
+    names = [(r.group, r.condition) for r in rows]
+    expected = [("clean", "clean")]
+    expected += [("MNIST-C", c) for c in corruptions.NAMES] + [("real input", k) for k in synth.KINDS]
+    expected += [("numbers", "2-5 digits")] + [("not digits", k) for k in (*negatives.EVAL_KINDS, "all")]
+    assert names == expected
+    for r in rows:
+        assert 0 <= r.declined <= 1
+        if r.group == "not digits":
+            assert r.accuracy is None and 0 <= r.auroc <= 1
+        else:
+            assert 0 <= r.read <= r.accuracy <= 1 or r.group == "numbers"
+    by_name = {r.condition: r for r in rows}
+    assert by_name["blank"].declined == 1.0  # no ink: preprocessing declines every one
+    assert by_name["clean"].accuracy > 0.9
+    assert by_name["all"].n == 40 * len(negatives.EVAL_KINDS)
+
+
+def test_digitlab_preprocessing_beats_the_naive_resize_on_photos(suites):
+    photo = {reader: next(r for r in s.rows if r.condition == "photo") for reader, s in suites.items()}
+    # Dark ink on uneven paper, resized as is: the model sees a grey page.
+    assert photo["digitlab"].accuracy > photo["naive"].accuracy + 0.3
+
+
+def test_suite_files(suites, tmp_path):
+    path = robustness.write(suites["digitlab"], tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == set(robustness.FILES)
+    table = path.read_text()
+    assert "| MNIST-C | fog |" in table and "AUROC" in table
+    saved = json.loads((tmp_path / "robustness.json").read_text())
+    assert saved["summary"]["mnist_c_worst"].split()[0] in corruptions.NAMES
+    assert len((tmp_path / "robustness.csv").read_text().splitlines()) == len(suites["digitlab"].rows) + 1
+    # The picture's tiles are 28x28 images the model saw.
+    assert all(r.example is None or r.example.shape == (28, 28) for r in suites["digitlab"].rows)
+    assert np.isfinite(saved["summary"]["auroc"])
+
+
+def test_robustness_cli(data_dir, tmp_path):
+    out = tmp_path / "suite"
+    result = digitlab("robustness", "--n", "10", "--corruption-n", "10", "--out", str(out), "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "| not digits | all |" in result.stdout
+    assert (out / "robustness.png").is_file()
+    bad = digitlab("robustness", "--reader", "magic", "--data-dir", str(data_dir))
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--reader" in bad.stderr
