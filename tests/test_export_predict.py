@@ -47,8 +47,8 @@ def test_savedmodel_export_gives_the_same_probabilities(run, mnist):
 
 def test_serving_threshold_is_chosen_on_validation(run):
     serving = json.loads((run / "serving.json").read_text())
-    # At most 1% of correctly read validation digits fall under the threshold.
-    assert 0 < serving["val_declined_fraction"] < 0.1
+    # 1% of the validation digits fall under the threshold (ties aside).
+    assert serving["val_declined_fraction"] == pytest.approx(0.01, abs=0.005)
     assert serving["val_nll_after"] <= serving["val_nll_before"] + 1e-9
 
 

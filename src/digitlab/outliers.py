@@ -17,6 +17,7 @@ from .preprocess import prepare
 
 NOT_A_DIGIT = -1  # the label of a negative in training targets (see training.targets)
 OVERLAPS = 0.2  # share of the negatives that are two digits drawn over each other
+VALIDATION_SEED = 1_000_003  # the validation negatives' own stream; training uses the run's seed
 
 
 def overlapping_digits(digits: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -44,3 +45,8 @@ def training_set(n: int, seed: int, digits: np.ndarray) -> np.ndarray:
     prepared = [prepare(image) for image in sources]
     kept = [p.image for p in prepared if p.reason is None]
     return np.stack(kept)[..., None] if kept else np.zeros((0, 28, 28, 1), np.float32)
+
+
+def validation_set(n: int, digits: np.ndarray) -> np.ndarray:
+    """Non-digits from the training sources for the validation split: `digits` are its images."""
+    return training_set(n, VALIDATION_SEED, digits)

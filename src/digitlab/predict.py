@@ -113,9 +113,10 @@ def load(path: str | Path | None = None) -> Model:
     raise DigitlabError(f"{path} is neither .keras nor .onnx; export it with `digitlab export`")
 
 
-def read(model: Model, images: np.ndarray, top_k: int = 3) -> list[dict]:
+def read(model: Model, images: np.ndarray, top_k: int = 3, threshold: float | None = None) -> list[dict]:
     """One answer per (28, 28) image: the digit, or None with a reason when the calibrated
     confidence falls below the model's threshold (letters, scribbles, noise)."""
+    threshold = model.info["threshold"] if threshold is None else threshold
     probs = scale_temperature(model.probabilities(images.reshape(-1, 28, 28, 1)), model.info["temperature"])
     answers = []
     for p in probs:
@@ -127,11 +128,11 @@ def read(model: Model, images: np.ndarray, top_k: int = 3) -> list[dict]:
             "probabilities": [round(float(v), 6) for v in p],
             "top_k": [{"digit": int(d), "probability": round(float(p[d]), 6)} for d in order],
         }
-        if confidence < model.info["threshold"]:
+        if confidence < threshold:
             answer |= {
                 "digit": None,
                 "reason": f"does not look like a digit: confidence {confidence:.2f} is under "
-                f"the threshold {model.info['threshold']:.2f} (closest digit: {digit})",
+                f"the threshold {threshold:.2f} (closest digit: {digit})",
             }
         answers.append(answer)
     return answers
@@ -149,7 +150,8 @@ def predict_image(model: Model, source, top_k: int = 3, number: bool = False) ->
         return answer | {"inverted": prepared.inverted, "image28": prepared.image}
     digits = segment(source)
     found = [d for d in digits if d.reason is None]
-    answers = read(model, np.stack([d.image for d in found]), top_k) if found else []
+    threshold = model.info.get("number_threshold", model.info["threshold"])  # a digit by the user's word
+    answers = read(model, np.stack([d.image for d in found]), top_k, threshold) if found else []
     per_digit = []
     for d in digits:
         per_digit.append(answers.pop(0) if d.reason is None else {"digit": None, "reason": d.reason})

@@ -161,8 +161,9 @@ def measure(
         confidence, _, seen = _read_files(model, negatives.evaluation(kind, n, seed + 300 + i), reader)
         pooled.append(confidence)
         auroc = _auroc(roc_auc_score, digits, confidence)
+        shown = seen[int(np.argmax(confidence > 0))]  # one that preprocessing let through, if any did
         rows.append(
-            Row("not digits", kind, n, declined=float((confidence < threshold).mean()), auroc=auroc, example=seen[0])
+            Row("not digits", kind, n, declined=float((confidence < threshold).mean()), auroc=auroc, example=shown)
         )
     everything = np.concatenate(pooled)
     rows.append(
