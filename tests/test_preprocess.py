@@ -14,7 +14,7 @@ from digitlab.errors import DigitlabError
 from digitlab.preprocess import BOX, SIZE, naive, otsu, prepare, read_image, segment
 
 
-def png(array: np.ndarray, mode: str = "L") -> bytes:
+def png(array: np.ndarray, mode: str | None = "L") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array, mode=mode).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -57,6 +57,20 @@ def test_transparent_canvas_takes_ink_from_alpha(mnist):
     rgba[..., 3] = digit  # white... or any colour: ink is where it is opaque
     assert prepare(png(rgba, "RGBA")).reason is None
     assert prepare(png(rgba, "RGBA")).image.max() > 0.9
+
+
+def test_faint_transparent_ink_and_16_bit_greyscale_read_like_the_plain_digit(mnist):
+    """Ink at 40% opacity on a transparent canvas, and a dark digit on light paper stored as
+    16-bit greyscale, give the same 28x28 as the plain 8-bit image."""
+    digit = np.kron(mnist.x_test[3].squeeze(), np.ones((8, 8)))
+    plain = prepare(png((255 - digit * 255).astype(np.uint8))).image
+    rgba = np.zeros((*digit.shape, 4), np.uint8)
+    rgba[..., 3] = (digit * 0.4 * 255).astype(np.uint8)
+    sixteen = (65535 - digit * 50000).astype(np.uint16)
+    for image in (png(rgba, "RGBA"), png(sixteen, None)):
+        prepared = prepare(image)
+        assert prepared.reason is None
+        assert np.abs(prepared.image - plain).mean() < 0.03
 
 
 def test_pure_noise_is_not_a_digit():

@@ -68,10 +68,14 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
         grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-        alpha = rgba[..., 3]
-        if np.ptp(alpha) > MIN_CONTRAST and np.ptp(grey[alpha > 0.5]) < MIN_CONTRAST:
+        alpha, opaque = rgba[..., 3], grey[rgba[..., 3] > 0.5]
+        # Faint ink (under half opaque everywhere) has no opaque colour to look at: alpha is the ink.
+        if np.ptp(alpha) > MIN_CONTRAST and (opaque.size == 0 or np.ptp(opaque) < MIN_CONTRAST):
             return 1.0 - alpha  # strokes on a transparent canvas: opaque means ink (dark on light)
         return grey * alpha + (1.0 - alpha)  # otherwise composite over white paper
+    if image.mode.startswith("I"):  # 16- or 32-bit greyscale: "L" would clip everything over 255 to white
+        values = np.asarray(image, dtype=np.float32)
+        return np.clip(values / (65535.0 if values.max() > 255 or image.mode.startswith("I;16") else 255.0), 0, 1)
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
