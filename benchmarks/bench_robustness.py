@@ -37,8 +37,11 @@ def main() -> None:
     parser.add_argument("models", nargs="*", default=[None], help="run folders, .keras or .onnx files")
     parser.add_argument("--n", type=int, default=1000, help="images per condition")
     parser.add_argument("--corruption-n", type=int, default=10_000, help="images per MNIST-C corruption")
-    parser.add_argument("--split", choices=("test", "validation"), default="test")
+    parser.add_argument(
+        "--split", choices=("test", "validation"), help="default: validation to compare models, test for one"
+    )
     args = parser.parse_args()
+    args.split = args.split or ("validation" if len(args.models) > 1 else "test")  # choosing is done on validation
 
     from digitlab import robustness
     from digitlab.data import load_mnist
@@ -65,7 +68,7 @@ def main() -> None:
         if r.group == "not digits":
             cells = [f"declined {x.declined:.1%}, AUROC {x.auroc:.4f}" for x in rows]
         else:
-            cells = [f"{x.accuracy:.2%} (read {x.read:.1%}, declined {x.declined:.1%})" for x in rows]
+            cells = [f"{x.accuracy:.2%} (read {x.read:.1%}, declined {x.declined:.1%})" if x.n else "-" for x in rows]
         print(f"| {r.group} | {r.condition} | " + " | ".join(cells) + " |")
     print()
     for column, suite in zip(columns, suites, strict=True):

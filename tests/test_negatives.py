@@ -16,21 +16,21 @@ TYPED = ("typed letters", "typed symbols")
 
 
 def test_training_images_are_greyscale_ink_on_paper():
-    images = negatives.training(40, seed=0)
+    images = list(negatives.training(40, seed=0))
     assert len(images) == 40
     for image in images:
         assert image.ndim == 2 and image.dtype == np.float32 and 0 <= image.min() <= image.max() <= 1
         border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
         assert np.median(border) > 0.5  # light paper; ink is darker
-    assert negatives.training(0, seed=0) == []
+    assert list(negatives.training(0, seed=0)) == []
 
 
 def test_training_is_deterministic_per_seed():
-    first, again, other = (negatives.training(12, seed=s) for s in (3, 3, 4))
+    first, again, other = (list(negatives.training(12, seed=s)) for s in (3, 3, 4))
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(first, other, strict=True))
     # Image i depends only on the seed and i: asking for more extends the list, it does not reshuffle it.
-    assert all(np.array_equal(a, b) for a, b in zip(negatives.training(5, seed=3), first, strict=False))
+    assert all(np.array_equal(a, b) for a, b in zip(list(negatives.training(5, seed=3)), first, strict=False))
 
 
 @pytest.mark.parametrize("kind", negatives.EVAL_KINDS)
@@ -98,7 +98,7 @@ def test_evaluation_ink_passes_preprocessing(kind):
 
 
 def test_training_ink_passes_preprocessing():
-    images = negatives.training(30, seed=5)
+    images = list(negatives.training(30, seed=5))
     assert sum(prepare(image).reason is None for image in images) >= 24  # textures may be declined as noise
 
 

@@ -169,6 +169,7 @@ def robustness(
     """Measure a model on corrupted, photographed, drawn, scanned and printed digits and on non-digits."""
     from . import robustness as suite
     from .data import load_mnist
+    from .files import read_json
     from .predict import load
 
     if split not in ("test", "validation"):
@@ -177,10 +178,21 @@ def robustness(
         raise DigitlabError(f"--reader must be one of {', '.join(suite.READERS)}, got '{reader}'")
     if n < 10 or corruption_n < 10:
         raise DigitlabError("--n and --corruption-n must be at least 10")
+    # Beside a run's own report (whose table is a 300-image sample), never over it.
+    folder = f"robustness-{split}-{reader}"
     if out is None:
-        out = model if model is not None and model.is_dir() else Path(f"robustness-{(model or Path('default')).stem}")
+        out = (
+            model / folder
+            if model is not None and model.is_dir()
+            else Path(f"{folder}-{(model or Path('default')).stem}")
+        )
+    if out.exists() and not out.is_dir():
+        raise DigitlabError(f"--out {out} is a file; give a folder for the tables and picture")
     loaded = load(model)
-    data = load_mnist(data_dir)
+    # A run's validation split is its own (--val-size, --split-seed): another would hold training digits.
+    run_json = model / "run.json" if model is not None and model.is_dir() else None
+    split_config = read_json(run_json)["config"] if run_json is not None and run_json.is_file() else {}
+    data = load_mnist(data_dir, **{k: split_config[k] for k in ("val_size", "split_seed") if k in split_config})
     images, labels = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
     result = suite.measure(loaded, images, labels, split, n, reader, corruption_n)
     typer.echo(suite.write(result, out).read_text())

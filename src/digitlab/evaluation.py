@@ -136,7 +136,7 @@ def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Pat
     serving = fit_serving(
         data.y_val,
         model.predict(data.x_val, batch_size=1000, verbose=0),
-        model.predict(negatives, batch_size=1000, verbose=0),
+        model.predict(negatives, batch_size=1000, verbose=0) if len(negatives) else None,
     )
     write_json(run_dir / "serving.json", serving)
     probs = model.predict(data.x_test, batch_size=1000, verbose=0)

@@ -25,7 +25,7 @@ is what is drawn. Neither side has a glyph a person would read as a digit at MNI
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache, lru_cache
 from pathlib import Path
 from unicodedata import normalize
@@ -122,7 +122,8 @@ def _pick_glyph(role: str, charset: str, rng: np.random.Generator) -> tuple[Path
     return font, chars[int(rng.integers(len(chars)))]
 
 
-def _encode(image: Image.Image, fmt: str, quality: int = 90) -> bytes:
+def encode(image: Image.Image, fmt: str, quality: int = 90) -> bytes:
+    """The image as a file's bytes: what a user uploads (synth.py's renders too)."""
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
     return buffer.getvalue()
@@ -147,7 +148,7 @@ def _typed(role: str, charset: str, rng: np.random.Generator, sizes: tuple[int, 
     image = Image.fromarray((page * 255).astype(np.uint8)).rotate(
         rng.uniform(-6, 6), fillcolor=int(paper * 255), resample=Image.Resampling.BILINEAR
     )
-    return _encode(image, "JPEG", quality=int(rng.integers(70, 96)))
+    return encode(image, "JPEG", quality=int(rng.integers(70, 96)))
 
 
 def _place(drawing: list[np.ndarray], rng: np.random.Generator, size: int, margin: float, share: Share) -> list:
@@ -203,13 +204,13 @@ def _canvas_png(ink: np.ndarray, rng: np.random.Generator) -> bytes:
     if rng.random() < 0.25:  # exported from a transparent canvas: the ink lives in the alpha channel
         rgba = np.zeros((*ink.shape, 4), np.uint8)
         rgba[..., 3] = (ink * 255).round()
-        return _encode(Image.fromarray(rgba, "RGBA"), "PNG")
-    return _encode(Image.fromarray(((1 - ink) * 255).round().astype(np.uint8)), "PNG")
+        return encode(Image.fromarray(rgba, "RGBA"), "PNG")
+    return encode(Image.fromarray(((1 - ink) * 255).round().astype(np.uint8)), "PNG")
 
 
 def _photo_jpeg(ink: np.ndarray, rng: np.random.Generator) -> bytes:
     page = _on_paper(ink, rng, canvas=0.2)
-    return _encode(Image.fromarray((page * 255).astype(np.uint8)), "JPEG", quality=int(rng.integers(60, 95)))
+    return encode(Image.fromarray((page * 255).astype(np.uint8)), "JPEG", quality=int(rng.integers(60, 95)))
 
 
 # --- training sources ---------------------------------------------------------------------------------------
@@ -279,12 +280,14 @@ _TRAINING: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
 }
 
 
-def training(n: int, seed: int) -> list[np.ndarray]:
+def training(n: int, seed: int) -> Iterator[np.ndarray]:
     """n greyscale images (H, W) float32 in [0, 1], dark ink on light paper (what a user uploads,
-    before preprocess.prepare), mixed over TRAIN_KINDS, from the TRAINING sources only."""
+    before preprocess.prepare), mixed over TRAIN_KINDS, from the TRAINING sources only. One at a
+    time: tens of thousands of them would hold gigabytes at once."""
     rng = np.random.default_rng([seed, _TRAIN])
     # The kind is drawn with each image, so that image i depends on the seed and i alone, not on n.
-    return [_TRAINING[TRAIN_KINDS[rng.choice(len(TRAIN_KINDS), p=TRAIN_WEIGHTS)]](rng) for _ in range(n)]
+    for _ in range(n):
+        yield _TRAINING[TRAIN_KINDS[rng.choice(len(TRAIN_KINDS), p=TRAIN_WEIGHTS)]](rng)
 
 
 # --- evaluation sources -------------------------------------------------------------------------------------
@@ -316,7 +319,7 @@ def _eval_noise(rng: np.random.Generator) -> bytes:
     if rng.random() < 0.5:  # smoothed: blotches rather than pixels
         noise = ndimage.gaussian_filter(noise, rng.uniform(0.7, 2.0))
         noise = (noise - noise.mean()) / (noise.std() + 1e-6) * rng.uniform(0.1, 0.3) + 0.5
-    return _encode(Image.fromarray((noise.clip(0, 1) * 255).astype(np.uint8)), "PNG")
+    return encode(Image.fromarray((noise.clip(0, 1) * 255).astype(np.uint8)), "PNG")
 
 
 def _eval_blank(rng: np.random.Generator) -> bytes:

@@ -11,6 +11,8 @@ what preprocessing already declines (blank, noise) teaches the model nothing and
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 from .preprocess import prepare
@@ -41,8 +43,8 @@ def training_set(n: int, seed: int, digits: np.ndarray) -> np.ndarray:
 
     rng = np.random.default_rng(seed)
     n_overlaps = int(OVERLAPS * n)
-    sources = training(n - n_overlaps, seed) + overlapping_digits(digits.reshape(-1, 28, 28), n_overlaps, rng)
-    prepared = [prepare(image) for image in sources]
+    sources = chain(training(n - n_overlaps, seed), overlapping_digits(digits.reshape(-1, 28, 28), n_overlaps, rng))
+    prepared = (prepare(image) for image in sources)  # one image at a time: only the 28x28s are kept
     kept = [p.image for p in prepared if p.reason is None]
     return np.stack(kept)[..., None] if kept else np.zeros((0, 28, 28, 1), np.float32)
 

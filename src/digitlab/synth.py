@@ -15,27 +15,26 @@ Each image is returned as encoded file bytes, exactly what a user would upload.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
+from .errors import DigitlabError
+from .negatives import encode
+
 KINDS = ("photo", "canvas thin", "canvas thick", "scan 8 px", "scan 12 px", "scan 16 px", "printed")
-PENS = {"canvas thin": (0, 2), "canvas thick": (4, 9)}  # dilations of a 10x digit: ~6-10 px and ~18-28 px at 280 px
+# Dilations of a 10x digit (iterations from, to): ~6-10 px and ~18-28 px wide at 280 px. The thin
+# pen is also eroded half the time (erode), finer than any MNIST stroke.
+PENS = {"canvas thin": (1, 2), "canvas thick": (4, 9)}
+ERODE = (2, 5)
 
 
 def fonts() -> list[Path]:
     from .negatives import fonts as font_files
 
     return list(font_files("evaluation"))
-
-
-def _encode(image: Image.Image, fmt: str, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
-    return buffer.getvalue()
 
 
 def photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -57,18 +56,17 @@ def photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     page = (light + texture) * (1 - ink_darkness * canvas)
     page = ndimage.gaussian_filter(page, rng.uniform(0.5, 1.6)) + rng.normal(0, 0.02, page.shape)
     image = Image.fromarray((page.clip(0, 1) * 255).astype(np.uint8))
-    return _encode(image, "JPEG", quality=int(rng.integers(55, 90)))
+    return encode(image, "JPEG", quality=int(rng.integers(55, 90)))
 
 
 def canvas(digit: np.ndarray, rng: np.random.Generator, pen: tuple[int, int] = PENS["canvas thick"]) -> bytes:
     big = ndimage.zoom(digit, 10, order=1) > 0.5
-    if pen[1] > 0:
-        big = ndimage.binary_dilation(big, iterations=int(rng.integers(*pen)) or 1)
-    if pen[0] == 0 and rng.random() < 0.5:  # the finest pens draw thinner than MNIST's scans
-        big = ndimage.binary_erosion(big, iterations=int(rng.integers(2, 5)))
+    big = ndimage.binary_dilation(big, iterations=int(rng.integers(*pen)))  # >= 1: 0 would grow until nothing changes
+    if pen == PENS["canvas thin"] and rng.random() < 0.5:  # the finest pens draw thinner than MNIST's scans
+        big = ndimage.binary_erosion(big, iterations=int(rng.integers(*ERODE)))
     big = ndimage.shift(big, rng.integers(-40, 41, size=2), order=0, cval=False)  # off the edge is gone, as on a canvas
     image = Image.fromarray(np.where(big, 0, 255).astype(np.uint8)).filter(ImageFilter.SMOOTH)
-    return _encode(image, "PNG")
+    return encode(image, "PNG")
 
 
 def scan(digit: np.ndarray, rng: np.random.Generator, size: int) -> bytes:
@@ -80,7 +78,7 @@ def scan(digit: np.ndarray, rng: np.random.Generator, size: int) -> bytes:
     patch[top : top + size, left : left + size] = small / 255
     paper = rng.uniform(0.8, 0.97) - rng.uniform(0.5, 0.8) * patch + rng.normal(0, 0.02, patch.shape)
     image = Image.fromarray((paper.clip(0, 1) * 255).astype(np.uint8))
-    return _encode(image.resize((4 * image.width, 4 * image.height), Image.Resampling.NEAREST), "PNG")
+    return encode(image.resize((4 * image.width, 4 * image.height), Image.Resampling.NEAREST), "PNG")
 
 
 def number(digits: list[np.ndarray], rng: np.random.Generator) -> bytes:
@@ -95,7 +93,7 @@ def number(digits: list[np.ndarray], rng: np.random.Generator) -> bytes:
     parts[-1] = np.zeros((28, int(rng.integers(6, 12))), np.float32)
     line = ndimage.zoom(np.pad(np.concatenate(parts, axis=1), ((6, 6), (0, 0))), 3, order=1).clip(0, 1)
     paper = rng.uniform(0.85, 0.98) - rng.uniform(0.6, 0.85) * line + rng.normal(0, 0.02, line.shape)
-    return _encode(Image.fromarray((paper.clip(0, 1) * 255).astype(np.uint8)), "PNG")
+    return encode(Image.fromarray((paper.clip(0, 1) * 255).astype(np.uint8)), "PNG")
 
 
 def printed(label: int, rng: np.random.Generator, font_files: list[Path]) -> bytes:
@@ -108,7 +106,7 @@ def printed(label: int, rng: np.random.Generator, font_files: list[Path]) -> byt
     y = rng.uniform(0, max(1, size - (box[3] - box[1]))) - box[1]
     draw.text((x, y), str(label), fill=int(rng.integers(0, 60)), font=font)
     image = image.rotate(rng.uniform(-6, 6), fillcolor=235, resample=Image.Resampling.BILINEAR)
-    return _encode(image, "JPEG", quality=int(rng.integers(70, 95)))
+    return encode(image, "JPEG", quality=int(rng.integers(70, 95)))
 
 
 def render(kind: str, images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> tuple[list[bytes], np.ndarray]:
@@ -117,7 +115,10 @@ def render(kind: str, images: np.ndarray, labels: np.ndarray, n: int, seed: int 
     pick = rng.choice(len(labels), min(n, len(labels)), replace=False)
     digits = [images[i].reshape(28, 28) for i in pick]
     if kind == "printed":
-        return [printed(int(labels[i]), rng, fonts()) for i in pick], labels[pick]
+        font_files = fonts()
+        if not font_files:
+            raise DigitlabError("matplotlib's fonts (STIX, Computer Modern) are missing: reinstall matplotlib")
+        return [printed(int(labels[i]), rng, font_files) for i in pick], labels[pick]
     if kind == "photo":
         return [photo(d, rng) for d in digits], labels[pick]
     if kind in PENS:
