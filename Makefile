@@ -26,4 +26,4 @@ test: lint
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts  # never runs/: the user's results

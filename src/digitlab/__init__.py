@@ -10,7 +10,7 @@ The Python API, for notebooks and scripts:
 
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Keras 3 on TensorFlow, without TensorFlow's C++ chatter on stderr. Level 3, not 2: TF 2.21
 # logs a harmless ERROR line on every fit (its tf.data op wrappers are newer than its kernels).

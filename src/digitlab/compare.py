@@ -111,10 +111,7 @@ def _row(name: str, runs: list[Path], records: list[dict], metrics: list[dict], 
 
 
 def write_leaderboard(rows: list[dict], out: Path, seeds: int, overrides: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     columns = [
         "#",
@@ -147,7 +144,8 @@ def write_leaderboard(rows: list[dict], out: Path, seeds: int, overrides: dict) 
     )
     write_text(out / "leaderboard.md", "# Leaderboard\n\n" + intro + "\n\n" + "\n".join(lines) + "\n")
     write_text(out / "leaderboard.csv", "\n".join(csv) + "\n")
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
+    fig = Figure(figsize=(9, 0.5 * len(rows) + 1.5))
+    ax = fig.subplots()
     names = [r["model"] for r in rows][::-1]
     means = [100 * r["test_mean"] for r in rows][::-1]
     stds = [100 * r["test_std"] for r in rows][::-1]
@@ -161,4 +159,3 @@ def write_leaderboard(rows: list[dict], out: Path, seeds: int, overrides: dict) 
     for y, (m, s) in enumerate(zip(means, stds, strict=True)):
         ax.text(m + s + 0.02, y, f"{m:.2f}", va="center", fontsize=8)
     write_atomic(out / "leaderboard.png", lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
-    plt.close(fig)

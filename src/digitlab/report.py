@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from .data import MNIST
 from .files import read_json, write_atomic, write_text
@@ -18,14 +15,15 @@ GALLERY_SIZE = 40  # misclassified digits shown, most confident mistakes first
 SAMPLE_SIZE = 30
 
 
-def save(fig: plt.Figure, path: Path) -> None:
+def save(fig: Figure, path: Path) -> None:
+    # A bare Figure, not pyplot: no backend to choose, no global figure list, nothing to close.
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
-    plt.close(fig)
 
 
 def plot_curves(history: dict[str, list[float]], path: Path) -> None:
     epochs = np.arange(1, len(history["loss"]) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     for ax, key, title in ((axes[0], "loss", "Loss (cross-entropy)"), (axes[1], "accuracy", "Accuracy")):
         ax.plot(epochs, history[key], "o-", label="train")
         ax.plot(epochs, history[f"val_{key}"], "s-", label="validation")
@@ -41,7 +39,8 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
 
 def plot_confusion(confusion: np.ndarray, path: Path) -> None:
     normalised = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    fig = Figure(figsize=(13, 5.5))
+    axes = fig.subplots(1, 2)
     for ax, matrix, title, fmt in (
         (axes[0], confusion, "Confusion matrix (counts)", "{:d}"),
         (axes[1], normalised, "Row-normalised (recall per class)", "{:.3f}"),
@@ -67,7 +66,8 @@ def plot_confusion(confusion: np.ndarray, path: Path) -> None:
 def plot_digits(images: np.ndarray, titles: list[str], colours: list[str], path: Path, suptitle: str) -> None:
     cols = 10
     rows = max(1, int(np.ceil(len(images) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.25, rows * 1.5), squeeze=False)
+    fig = Figure(figsize=(cols * 1.25, rows * 1.5))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title, colour in zip(axes.flat, images, titles, colours, strict=False):
@@ -78,7 +78,8 @@ def plot_digits(images: np.ndarray, titles: list[str], colours: list[str], path:
 
 
 def plot_calibration(bins: list[dict], ece: float, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     centres = [(b["lower"] + b["upper"]) / 2 for b in bins]
     width = bins[0]["upper"] - bins[0]["lower"] if bins else 0.1
     ax.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, alpha=0.7, label="accuracy in bin")
