@@ -10,7 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitlab.serve import MAX_BATCH, create_app
+from digitlab.serve import MAX_BATCH, create_app, running
+
+JSON = {"content-type": "application/json"}
 
 
 def png(array: np.ndarray) -> bytes:
@@ -107,6 +109,10 @@ Image.new("L", (9000, 9000)).save(BOMB, format="PNG")
             "finite",
         ),
         ({"json": [1, 2, 3]}, 422, "JSON object"),
+        # Found by fuzzing: each was a 500 once.
+        ({"content": b'{"pixels": [[1' + b"0" * 400 + b"]]}", "headers": JSON}, 422, "too large for a float"),
+        ({"content": b'{"pixels": [[' + b"9" * 5000 + b"]]}", "headers": JSON}, 400, "number too long"),
+        ({"content": b"[" * 100_000 + b"]" * 100_000, "headers": JSON}, 400, "nests too deep"),
     ],
     ids=[
         "wrong-type",
@@ -122,6 +128,9 @@ Image.new("L", (9000, 9000)).save(BOMB, format="PNG")
         "range",
         "nan",
         "not-object",
+        "huge-number",
+        "5000-digits",
+        "deep-nesting",
     ],
 )
 def test_bad_requests_get_a_clear_4xx(client, kwargs, status, message):
@@ -132,6 +141,9 @@ def test_bad_requests_get_a_clear_4xx(client, kwargs, status, message):
 
 def test_bad_query_and_batch_size(client, digits):
     assert client.post("/v1/predict?top_k=0", files={"file": ("a.png", digits[0])}).status_code == 422
+    for top_k in (0, -1):
+        r = client.post(f"/v1/predict/batch?top_k={top_k}", files=[("files", ("a.png", digits[0]))])
+        assert r.status_code == 422 and "top_k" in r.json()["error"]
     assert "top_k" in client.post("/v1/predict?top_k=abc", files={"file": ("a.png", digits[0])}).json()["error"]
     too_many = {"images": [base64.b64encode(digits[0]).decode()] * (MAX_BATCH + 1)}
     assert client.post("/v1/predict/batch", json=too_many).status_code == 422
@@ -143,3 +155,42 @@ def test_page_and_docs_are_served_offline(client):
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/docs").status_code == 200
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_json_batch_answers_each_item(client, digits):
+    good = base64.b64encode(digits[3]).decode()
+    r = client.post("/v1/predict/batch", json={"images": [good, "not base64!", good]})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert results[0]["digit"] == 3 and "base64" in results[1]["error"] and results[2]["digit"] == 3
+
+
+def test_health_answers_while_a_heavy_batch_runs(mnist):
+    """/healthz on a real server stays quick while a batch of 64 large images is read."""
+    import threading
+    import time
+
+    import httpx
+
+    digit = (1 - np.kron(mnist.x_test[0].squeeze(), np.ones((40, 40)))) * 255  # 1120x1120, dark on light
+    image = png(np.pad(digit, 200, constant_values=255).astype(np.uint8))  # 1520x1520
+    with running() as url:
+        done = threading.Event()
+
+        def batch():
+            files = [("files", (f"{i}.png", image, "image/png")) for i in range(MAX_BATCH)]
+            httpx.post(url + "/v1/predict/batch", files=files, timeout=120)
+            done.set()
+
+        worker = threading.Thread(target=batch)
+        worker.start()
+        time.sleep(0.3)  # the batch is being read
+        waits = []
+        while not done.is_set():
+            t0 = time.perf_counter()
+            assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+            waits.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+        worker.join()
+    assert len(waits) >= 5  # the batch took long enough to measure anything
+    assert max(waits) < 0.5, f"slowest /healthz: {max(waits):.2f} s"

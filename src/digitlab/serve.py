@@ -16,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,8 +38,10 @@ from .errors import DigitlabError
 from .predict import Model, load, predict_image, read
 
 WEB = Path(__file__).parent / "web"
+log = logging.getLogger("digitlab.serve")
 MAX_UPLOAD = 4 * 1024 * 1024  # bytes per request; a phone photo fits, a flood does not
 MAX_BATCH = 64  # images per batch request
+WORKERS = 2  # threads for decoding, preprocessing and the model: one per core of a small machine
 
 
 class Refused(Exception):
@@ -86,6 +90,8 @@ def decode_pixels(pixels) -> np.ndarray:
     """A 28x28 (or HxW) list of 0-255 numbers -> float greyscale in [0, 1]."""
     try:
         array = np.asarray(pixels, dtype=np.float64)
+    except OverflowError:  # an integer beyond any float, such as 10**400
+        raise Refused(422, "pixels must lie in 0-255; a number is too large for a float") from None
     except (TypeError, ValueError):
         raise Refused(422, "pixels must be a rectangular array of numbers") from None
     if array.ndim != 2 or not (8 <= array.shape[0] <= 1024 and 8 <= array.shape[1] <= 1024):
@@ -123,23 +129,33 @@ async def sources(request: Request, batch: bool) -> list:
     if kind == "application/json":
         try:
             body = json.loads(await request.body())
+        except RecursionError:
+            raise Refused(400, "the JSON nests too deep; send an object of arrays of numbers") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise Refused(400, "the body is not valid JSON") from None
+        except ValueError:  # Python refuses integers of more than 4,300 digits
+            raise Refused(400, "the JSON holds a number too long to read; pixels lie in 0-255") from None
         if not isinstance(body, dict):
             raise Refused(422, 'send a JSON object: {"image": "<base64>"} or {"pixels": [[...28 rows...]]}')
         if batch:
             images = body.get("images", body.get("pixels"))
             if not isinstance(images, list):
                 raise Refused(422, 'send {"images": ["<base64>", ...]} or {"pixels": [<28x28>, ...]}')
-            if "images" in body:
-                return [decode_base64(i) for i in images]
-            return [decode_pixels(p) for p in images]
+            decode = decode_base64 if "images" in body else decode_pixels
+            return [_or_refusal(decode, item) for item in images]  # answered one by one, as multipart is
         if "image" in body:
             return [decode_base64(body["image"])]
         if "pixels" in body:
             return [decode_pixels(body["pixels"])]
         raise Refused(422, 'send {"image": "<base64>"} or {"pixels": [[...28 rows of 0-255...]]}')
     raise Refused(415, f"unsupported content type '{kind or 'none'}'; send multipart/form-data or application/json")
+
+
+def _or_refusal(decode, item):
+    try:
+        return decode(item)
+    except Refused as e:
+        return e
 
 
 def answer(model: Model, source, top_k: int, number: bool) -> dict:
@@ -203,8 +219,23 @@ def create_app(model_path: str | Path | None = None, max_upload: int = MAX_UPLOA
     async def http_error(_: Request, e: StarletteHTTPException):
         return JSONResponse({"error": str(e.detail)}, status_code=e.status_code)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception):
+        # A bug, not a bad request: the traceback goes to the server's log, a JSON 500 to the client.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=e)
+        return JSONResponse({"error": "internal server error; the server log has the details"}, status_code=500)
+
+    limiter: list[anyio.CapacityLimiter] = []  # made on first use: it belongs to the running event loop
+
+    async def off_loop(work, *args):
+        """CPU work in a bounded pool of threads: the event loop, and with it /healthz, never
+        waits behind decoding or inference."""
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(WORKERS))
+        return await anyio.to_thread.run_sync(work, *args, limiter=limiter[0])
+
     @app.get("/healthz")
-    def healthz() -> dict:
+    async def healthz() -> dict:  # on the event loop itself: no queue to wait in
         return {"status": "ok", "model": model.info.get("name")}
 
     @app.get("/v1/model")
@@ -232,20 +263,28 @@ def create_app(model_path: str | Path | None = None, max_upload: int = MAX_UPLOA
         found = await sources(request, batch=False)
         if len(found) != 1:
             raise Refused(422, f"send one image here ({len(found)} given); use /v1/predict/batch for several")
-        return answer(model, found[0], top_k, number)
+        return await off_loop(answer, model, found[0], top_k, number)
 
     @app.post("/v1/predict/batch", openapi_extra=REQUEST_BODY)
     async def predict_batch(request: Request, top_k: int = 3) -> dict:
+        if not 1 <= top_k <= 10:
+            raise Refused(422, f"top_k must be between 1 and 10, got {top_k}")
         found = await sources(request, batch=True)
         if not 1 <= len(found) <= MAX_BATCH:
             raise Refused(422, f"send between 1 and {MAX_BATCH} images, got {len(found)}")
-        results = []
-        for source in found:
-            try:
-                results.append(answer(model, source, top_k, number=False))
-            except Refused as e:  # one bad image does not sink the others
-                results.append({"error": str(e)})
-        return {"results": results}
+
+        def each() -> list[dict]:
+            results = []
+            for source in found:
+                try:
+                    if isinstance(source, Refused):
+                        raise source
+                    results.append(answer(model, source, top_k, number=False))
+                except Refused as e:  # one bad image does not sink the others
+                    results.append({"error": str(e)})
+            return results
+
+        return {"results": await off_loop(each)}
 
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
