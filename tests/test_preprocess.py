@@ -136,3 +136,27 @@ def test_every_common_format_gives_the_same_digit(mnist, fmt):
     image.save(buffer, format=fmt)
     reference = prepare(png(((1 - np.kron(digit, np.ones((5, 5)))) * 255).astype(np.uint8))).image
     assert np.abs(prepare(buffer.getvalue()).image - reference).mean() < 0.03
+
+
+def test_a_large_palette_png_is_read_in_bounded_memory(tmp_path):
+    """36 MP of transparent palette PNG (61 KB on disk) read as float RGBA took 1.1 GB; it is
+    box-reduced while still 8-bit. Measured in a child process: its peak RSS is its own."""
+    import subprocess
+    import sys
+
+    from PIL import ImageDraw
+
+    image = Image.new("P", (6000, 6000), 0)
+    image.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+    ImageDraw.Draw(image).line([(2000, 1000), (4000, 1000), (3000, 5000)], fill=1, width=300)
+    path = tmp_path / "seven.png"
+    image.save(path, transparency=0)
+    child = (
+        "import resource, sys; from digitlab.preprocess import prepare; "
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; p = prepare(sys.argv[1]); "
+        "print(p.reason, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True, check=True).stdout
+    reason, growth_mib = out.split()
+    assert reason == "None"  # the 7 is still found
+    assert int(growth_mib) < 400  # measured: ~315 MiB (1,133 before)
