@@ -129,3 +129,56 @@ def test_a_bad_model_file_is_one_line_in_every_command(run, data_dir, tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert f"cannot load Keras model {broken / 'model.keras'}" in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def _onnx_with(tmp_path, name: str, metadata: dict | None = None, classes: int = 10, input_shape=(None, 28, 28, 1)):
+    """The shipped model with other metadata, or a tiny softmax model of another shape."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from digitlab.predict import DEFAULT_MODEL
+
+    if metadata is not None:
+        proto = onnx.load(str(DEFAULT_MODEL))
+        for entry in proto.metadata_props:
+            if entry.key in metadata:
+                entry.value = metadata[entry.key]
+    else:
+        size = int(np.prod([d for d in input_shape if d]))
+        weights = numpy_helper.from_array(np.zeros((size, classes), np.float32), "w")
+        shape = numpy_helper.from_array(np.array([-1, size], np.int64), "shape")
+        nodes = [
+            helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+        ]
+        graph = helper.make_graph(
+            nodes,
+            "tiny",
+            [helper.make_tensor_value_info("image", TensorProto.FLOAT, list(input_shape))],
+            [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, classes])],
+            [weights, shape],
+        )
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("zero-temperature", {"metadata": {"digitlab.temperature": "0"}}, "temperature must be a positive number"),
+        ("text-threshold", {"metadata": {"digitlab.threshold": '"high"'}}, "threshold must be a number"),
+        ("not-json", {"metadata": {"digitlab.temperature": "{oops"}}, "is not JSON"),
+        ("three-classes", {"classes": 3}, "not (N, 10) probabilities"),
+        ("flat-input", {"input_shape": (None, 784)}, "not one (N, 28, 28, 1) image batch"),
+    ],
+)
+def test_malformed_onnx_models_are_one_line(tmp_path, name, kwargs, message):
+    model = _onnx_with(tmp_path, name, **kwargs)
+    image = tmp_path / "x.png"
+    Image.new("L", (28, 28)).save(image)
+    result = digitlab("predict", str(image), "--model", str(model))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1

@@ -53,7 +53,13 @@ class KerasModel:
 
         self.path = path
         self.model = load(path)
+        output = tuple(self.model.output_shape) if not isinstance(self.model.output_shape, list) else None
+        if output is None or len(output) != 2 or output[1] != 10:  # Keras adapts (28, 28) and (784,) inputs itself
+            raise DigitlabError(
+                f"{path} is not a digit model: it gives {self.model.output_shape}, not (N, 10) probabilities"
+            )
         self.info = model_info(path)
+        check_calibration(path, self.info)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         if len(images) <= KERAS_BATCH:  # a direct call skips predict()'s per-call set-up
@@ -73,16 +79,51 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own untyped errors for unreadable models
             raise DigitlabError(f"cannot load ONNX model {path}: {str(e).splitlines()[0]}") from None
-        self.input = self.session.get_inputs()[0].name
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        check_shapes(path, [i.shape for i in inputs], [o.shape for o in outputs])
+        self.input = inputs[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = {**UNCALIBRATED, "name": path.stem}
-        self.info.update({k[len(META_PREFIX) :]: json.loads(v) for k, v in meta.items() if k.startswith(META_PREFIX)})
+        for key, value in meta.items():
+            if key.startswith(META_PREFIX):
+                try:
+                    self.info[key[len(META_PREFIX) :]] = json.loads(value)
+                except json.JSONDecodeError:
+                    raise DigitlabError(
+                        f"{path}: metadata {key} is not JSON ({value[:40]!r}); re-export the model"
+                    ) from None
+        check_calibration(path, self.info)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=np.float32)
         step = ONNX_BATCH
         chunks = [self.session.run(None, {self.input: images[i : i + step]})[0] for i in range(0, len(images), step)]
         return np.concatenate(chunks) if chunks else np.zeros((0, 10), np.float32)
+
+
+def check_shapes(path: Path, inputs: list, outputs: list) -> None:
+    """One image input of (N, 28, 28, 1) and one output of 10 probabilities, or one line saying
+    what the file has instead (dimensions may be symbolic: None or a name)."""
+
+    def fits(shape, expected) -> bool:
+        return len(shape) == len(expected) and all(
+            e is None or not isinstance(d, int) or d == e for d, e in zip(shape, expected, strict=True)
+        )
+
+    if len(inputs) != 1 or not fits(inputs[0], (None, 28, 28, 1)):
+        raise DigitlabError(f"{path} is not a digit model: it takes {inputs}, not one (N, 28, 28, 1) image batch")
+    if len(outputs) != 1 or not fits(outputs[0], (None, 10)):
+        raise DigitlabError(f"{path} is not a digit model: it gives {outputs}, not (N, 10) probabilities")
+
+
+def check_calibration(path: Path, info: dict) -> None:
+    temperature, threshold = info.get("temperature"), info.get("threshold")
+    if not isinstance(temperature, (int, float)) or not 0 < temperature < 1e3 or temperature != temperature:
+        raise DigitlabError(
+            f"{path}: temperature must be a positive number, got {temperature!r}; re-evaluate the model"
+        )
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise DigitlabError(f"{path}: threshold must be a number in [0, 1], got {threshold!r}; re-evaluate the model")
 
 
 def model_info(keras_path: Path) -> dict:
