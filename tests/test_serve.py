@@ -113,6 +113,7 @@ Image.new("L", (9000, 9000)).save(BOMB, format="PNG")
         ({"content": b'{"pixels": [[1' + b"0" * 400 + b"]]}", "headers": JSON}, 422, "too large for a float"),
         ({"content": b'{"pixels": [[' + b"9" * 5000 + b"]]}", "headers": JSON}, 400, "number too long"),
         ({"content": b"[" * 100_000 + b"]" * 100_000, "headers": JSON}, 400, "nests too deep"),
+        ({"content": iter([b"[" * 300_000] * 4), "headers": JSON}, 413, "limit"),  # chunked: no Content-Length
     ],
     ids=[
         "wrong-type",
@@ -131,6 +132,7 @@ Image.new("L", (9000, 9000)).save(BOMB, format="PNG")
         "huge-number",
         "5000-digits",
         "deep-nesting",
+        "chunked-oversize",
     ],
 )
 def test_bad_requests_get_a_clear_4xx(client, kwargs, status, message):

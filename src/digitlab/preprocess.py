@@ -64,7 +64,11 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
         raise DigitlabError(f"{name} is too large (over {MAX_PIXELS:,} pixels); send a smaller image") from None
     except FileNotFoundError:
         raise DigitlabError(f"{name}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError:  # its message names a Python object, not the problem
+        raise DigitlabError(
+            f"{name} is not a readable image: not PNG, JPEG, BMP, GIF, WebP, TIFF or another known format"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise DigitlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255

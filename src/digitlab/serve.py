@@ -58,6 +58,7 @@ class BodyLimit:
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
+        self.message = f"request body over the {limit:,}-byte limit; send a smaller image"
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -71,8 +72,8 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise Refused(413, "")
+            if seen > self.limit:  # the app may answer this itself (its Refused handler): say why
+                raise Refused(413, self.message)
             return message
 
         try:
@@ -81,7 +82,7 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send):
-        body = json.dumps({"error": f"request body over the {self.limit:,}-byte limit; send a smaller image"})
+        body = json.dumps({"error": self.message})
         await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body.encode()})
 
