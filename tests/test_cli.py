@@ -25,3 +25,45 @@ def test_make_clean_keeps_the_users_runs():
     removed = plan.split("#")[0].split()
     assert "rm" in removed and ".pytest_cache" in removed
     assert "runs" not in removed and "runs/" not in removed
+
+
+def test_training_where_it_cannot_write_is_one_line(data_dir):
+    # /sys refuses new folders even to root: a read-only place to write.
+    out = ("--out", "/sys/digitlab-run", "--data-dir", str(data_dir))
+    result = digitlab("train", "--model", "logreg", "--subset", "100", "--epochs", "1", *out)
+    assert result.returncode == 2 and "cannot write /sys/digitlab-run" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 48 KB tmpfs: room for run.json, none for the first checkpoint. Needs root (as CI has)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(full_disk, data_dir):
+    out = full_disk / "run"
+    args = (
+        "train",
+        "--model",
+        "mlp",
+        "--subset",
+        "100",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+    )
+    result = digitlab(*args)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot write the run folder {out} (No space left on device)" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert not out.exists() and list(full_disk.iterdir()) == []  # no epoch finished: nothing to resume, nothing kept

@@ -5,6 +5,7 @@ Heavy modules (Keras) are imported inside the commands so `--help` and user erro
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +14,7 @@ import typer
 
 from .config import TrainConfig
 from .errors import DigitlabError
+from .files import DISK_ERRORS
 
 # Typer >= 0.20 vendors click privately; its public BadParameter derives from the usage-error
 # class in every version, so that is how we name it without a private import.
@@ -455,6 +457,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except typer.Exit as e:
         return e.exit_code
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        typer.echo(
+            f"error: cannot write {e.filename} ({os.strerror(e.errno)}); free some space or choose another folder",
+            err=True,
+        )
+        return 2
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted; resume a training run with `digitlab train --resume RUN_DIR`", err=True)
         return 130

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from .backend import keras, tf
 from .config import TrainConfig
 from .data import MNIST, load_mnist
 from .errors import DigitlabError
-from .files import read_json, write_atomic, write_json
+from .files import DISK_ERRORS, read_json, write_atomic, write_json
 from .models import INPUT_SHAPE, adapt, build
 from .outliers import NOT_A_DIGIT, training_set
 
@@ -281,6 +282,7 @@ def train(
     data = take_subset(data, config.subset)
     load_s = round(time.perf_counter() - t0, 2)
     run_dir = Path(out) if out else new_run_dir(config.model)
+    new_run = not (run_dir / "run.json").exists()
     record = _start_record(run_dir, config)
     record["data"] = data.summary()
     policy = record["precision"] = resolve_precision(config.precision)  # what "auto" meant on this machine
@@ -343,6 +345,19 @@ def train(
         write_json(run_dir / "run.json", record)
         return run_dir
     except BaseException as e:
+        if isinstance(e, OSError) and e.errno in DISK_ERRORS:
+            # A full or read-only disk: a new run with no finished epoch has nothing to resume,
+            # so nothing of it is left behind; a longer one keeps its backup for --resume.
+            if new_run and not _full_history(run_dir, {}):
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise DigitlabError(
+                    f"cannot write the run folder {run_dir} ({os.strerror(e.errno)}); "
+                    "free some space or choose another --out"
+                ) from None
+            raise DigitlabError(
+                f"cannot write {e.filename or run_dir} ({os.strerror(e.errno)}); "
+                f"free some space, then `digitlab train --resume {run_dir}`"
+            ) from None
         record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         record["error"] = f"{type(e).__name__}: {e}".strip()
         record["finished"] = _now()
