@@ -1,7 +1,7 @@
 """Models side by side on the robustness suite, and the naive "resize to 28x28" demo on the same
 images with the first model; then each model's single-image latency on ONNX Runtime.
 
-    python benchmarks/bench_robustness.py [MODEL ...] [--n 1000] [--corruption-n 10000] [--split test]
+    python benchmarks/bench_robustness.py [MODEL ...] [--n 1000] [--corruption-n 10000] [--split test] [--write DIR]
 
 MODEL: run folders, .keras or .onnx files (default: the shipped model). Validation (--split
 validation) is for choosing between models; the test split is for reporting the chosen one.
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument(
         "--split", choices=("test", "validation"), help="default: validation to compare models, test for one"
     )
+    parser.add_argument("--write", help="also write the first model's tables and picture to this folder")
     args = parser.parse_args()
     args.split = args.split or ("validation" if len(args.models) > 1 else "test")  # choosing is done on validation
 
@@ -61,15 +62,18 @@ def main() -> None:
             columns.append(f"{model.info['name']}" + (" (naive resize)" if reader == "naive" else ""))
             print(f"{columns[-1]}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
+    print("Digits: accuracy (read right, declined). Non-digits: declined, AUROC against clean / all digits.\n")
     print("| group | condition | " + " | ".join(columns) + " |")
     print("|---|---|" + "---|" * len(columns))
     for rows in zip(*(s.rows for s in suites), strict=True):
         r = rows[0]
         if r.group == "not digits":
-            cells = [f"declined {x.declined:.1%}, AUROC {x.auroc:.4f}" for x in rows]
+            cells = [f"declined {x.declined:.1%}, AUROC {x.auroc_clean:.4f} / {x.auroc:.4f}" for x in rows]
         else:
             cells = [f"{x.accuracy:.2%} (read {x.read:.1%}, declined {x.declined:.1%})" if x.n else "-" for x in rows]
         print(f"| {r.group} | {r.condition} | " + " | ".join(cells) + " |")
+    if args.write:
+        robustness.write(suites[0], args.write)
     print()
     for column, suite in zip(columns, suites, strict=True):
         print(f"{column}: {suite.summary()}")

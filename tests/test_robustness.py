@@ -32,7 +32,7 @@ def test_every_condition_is_measured(suites):
     for r in rows:
         assert 0 <= r.declined <= 1
         if r.group == "not digits":
-            assert r.accuracy is None and 0 <= r.auroc <= 1
+            assert r.accuracy is None and 0 <= r.auroc <= 1 and 0 <= r.auroc_clean <= 1
         else:
             assert 0 <= r.read <= r.accuracy <= 1 or r.group == "numbers"
     by_name = {r.condition: r for r in rows}

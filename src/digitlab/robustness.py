@@ -9,7 +9,8 @@ uses (SEED), so its figures measure generalisation, not memory.
               and read through predict's own preprocessing
   numbers     2-5 digits written side by side, read with --number: the whole string must match
   not digits  negatives.evaluation()'s kinds through the same preprocessing: the share declined,
-              and the AUROC of digits (clean and real input) against them by calibrated confidence
+              and the AUROC of digits against them by calibrated confidence: the clean digits, and
+              those with every real-input digit
 
 This module owns the suite's files: robustness.json, .csv, .md and .png.
 """
@@ -39,7 +40,8 @@ class Row:
     accuracy: float | None = None  # top digit right, whether declined or not (MNIST-C's figure)
     read: float | None = None  # accepted and right: what a user sees as a right answer
     declined: float = 0.0  # declined by preprocessing or by the threshold
-    auroc: float | None = None  # not digits: digits against this kind, by confidence
+    auroc: float | None = None  # not digits: clean and real-input digits against this kind, by confidence
+    auroc_clean: float | None = None  # the same against the split's clean digits only
     example: np.ndarray | None = field(default=None, repr=False)  # one 28x28 the model saw
 
 
@@ -61,6 +63,7 @@ class Suite:
             "mnist_c_worst": f"{worst.condition} {worst.accuracy:.2%}" if worst else None,
             "not_digits_declined": self._pooled_declined(by_group["not digits"]),
             "auroc": next((r.auroc for r in self.rows if r.condition == "all"), None),
+            "auroc_clean": next((r.auroc_clean for r in self.rows if r.condition == "all"), None),
         }
 
     @staticmethod
@@ -161,9 +164,18 @@ def measure(
         confidence, _, seen = _read_files(model, negatives.evaluation(kind, n, seed + 300 + i), reader)
         pooled.append(confidence)
         auroc = _auroc(roc_auc_score, digits, confidence)
+        auroc_clean = _auroc(roc_auc_score, digit_confidence[0], confidence)
         shown = seen[int(np.argmax(confidence > 0))]  # one that preprocessing let through, if any did
         rows.append(
-            Row("not digits", kind, n, declined=float((confidence < threshold).mean()), auroc=auroc, example=shown)
+            Row(
+                "not digits",
+                kind,
+                n,
+                declined=float((confidence < threshold).mean()),
+                auroc=auroc,
+                auroc_clean=auroc_clean,
+                example=shown,
+            )
         )
     everything = np.concatenate(pooled)
     rows.append(
@@ -173,6 +185,7 @@ def measure(
             len(everything),
             declined=float((everything < threshold).mean()),
             auroc=_auroc(roc_auc_score, digits, everything),
+            auroc_clean=_auroc(roc_auc_score, digit_confidence[0], everything),
         )
     )
     return Suite(split, reader, str(model.info.get("name", "model")), rows)
@@ -218,19 +231,21 @@ def markdown(suite: Suite) -> str:
         "",
         f"Clean {pct(s['clean_accuracy'])} ({pct(s['clean_declined'])} declined); MNIST-C mean "
         f"{pct(s['mnist_c_mean'])}, worst {s['mnist_c_worst']}; not digits declined "
-        f"{pct(s['not_digits_declined'])}, AUROC {s['auroc']:.4f}.",
+        f"{pct(s['not_digits_declined'])}, AUROC {s['auroc_clean']:.4f} against clean digits, "
+        f"{s['auroc']:.4f} against clean and real-input digits.",
         "",
-        "| group | condition | n | accuracy | read right | declined | AUROC |",
-        "|---|---|---|---|---|---|---|",
+        "| group | condition | n | accuracy | read right | declined | AUROC, clean digits | AUROC, all digits |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in suite.rows:
         cells = [pct(v) if v is not None and r.n else "" for v in (r.accuracy, r.read, r.declined)]
-        auroc = f"{r.auroc:.4f}" if r.auroc is not None else ""
-        lines.append(f"| {r.group} | {r.condition} | {r.n} | {' | '.join(cells)} | {auroc} |")
+        aurocs = " | ".join(f"{v:.4f}" if v is not None else "" for v in (r.auroc_clean, r.auroc))
+        lines.append(f"| {r.group} | {r.condition} | {r.n} | {' | '.join(cells)} | {aurocs} |")
     lines += [
         "",
         "accuracy: the top digit is right, declined or not (MNIST-C's figure); read right: right and "
-        "not declined; declined: by preprocessing (no ink, noise) or under the calibrated threshold.",
+        "not declined; declined: by preprocessing (no ink, noise) or under the calibrated threshold; AUROC: "
+        "non-digits against the clean digits, and against those and every real-input digit together.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -238,14 +253,14 @@ def markdown(suite: Suite) -> str:
 def to_csv(suite: Suite) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["group", "condition", "n", "accuracy", "read", "declined", "auroc"])
+    writer.writerow(["group", "condition", "n", "accuracy", "read", "declined", "auroc_clean", "auroc"])
     for r in suite.rows:
         writer.writerow(
             [
                 r.group,
                 r.condition,
                 r.n,
-                *("" if v is None else f"{v:.4f}" for v in (r.accuracy, r.read, r.declined, r.auroc)),
+                *("" if v is None else f"{v:.4f}" for v in (r.accuracy, r.read, r.declined, r.auroc_clean, r.auroc)),
             ]
         )
     return buffer.getvalue()

@@ -129,7 +129,7 @@ function show({ state, data, message }) {
   status.textContent = {
     empty: "Waiting for a digit.",
     ok: data && `Confidence ${(100 * (data.confidence || 0)).toFixed(1)}%`,
-    declined: data && `Not sure this is a digit: ${data.reason}`,
+    declined: data && data.reason && data.reason.charAt(0).toUpperCase() + data.reason.slice(1),  // says why
     error: `Something went wrong: ${message}`,
   }[state];
   const probs = data && data.probabilities;
