@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import keras
+from .config import TrainConfig
 
 ops = keras.ops
 
@@ -25,6 +26,17 @@ def augmentation(strength: float, elastic: float = 0.0) -> Distortion:
     """Random small rotations, shifts and zoom (strength 1: up to 10 degrees, 10%), and an
     elastic warp of strength `elastic`, all in one resampling of each image."""
     return Distortion(10 * strength, 0.1 * strength, 0.1 * strength, ALPHA * elastic, SIGMA, name="augmentation")
+
+
+def trainer_for(model: keras.Model, config: TrainConfig) -> keras.Model:
+    """`model` (a TrainConfig's) behind the training-only augmentation layers it asks for, or
+    `model` itself without any. Only `model` is saved: inference never sees these layers."""
+    layers = []
+    if config.augment or config.elastic:
+        layers.append(augmentation(config.augment, config.elastic))
+    if config.real_world:
+        layers.append(RealWorld(config.real_world, name="real_world"))
+    return keras.Sequential([keras.Input(model.input_shape[1:]), *layers, model]) if layers else model
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:

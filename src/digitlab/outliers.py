@@ -52,3 +52,11 @@ def training_set(n: int, seed: int, digits: np.ndarray) -> np.ndarray:
 def validation_set(n: int, digits: np.ndarray) -> np.ndarray:
     """Non-digits from the training sources for the validation split: `digits` are its images."""
     return training_set(n, VALIDATION_SEED, digits)
+
+
+def with_negatives(x: np.ndarray, y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training digits (x, y) plus `share` times as many non-digits, labelled NOT_A_DIGIT."""
+    if share == 0:
+        return x, y
+    negatives = training_set(round(share * len(x)), seed, x)
+    return np.concatenate([x, negatives]), np.concatenate([y, np.full(len(negatives), NOT_A_DIGIT, y.dtype)])

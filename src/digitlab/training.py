@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .augment import RealWorld, augmentation
+from .augment import trainer_for
 from .backend import keras, tf
 from .config import TrainConfig
 from .data import MNIST, load_mnist
 from .errors import DigitlabError
 from .files import DISK_ERRORS, read_json, write_atomic, write_json
-from .models import INPUT_SHAPE, adapt, build
-from .outliers import NOT_A_DIGIT, training_set
+from .models import adapt, build
+from .outliers import NOT_A_DIGIT, with_negatives
 
 
 def versions() -> dict[str, str]:
@@ -231,24 +231,6 @@ def targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
     return rows
 
 
-def with_negatives(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The training digits plus `config.negatives` times as many non-digits (outliers.py)."""
-    if config.negatives == 0:
-        return x, y
-    negatives = training_set(round(config.negatives * len(x)), config.seed, x)
-    return np.concatenate([x, negatives]), np.concatenate([y, np.full(len(negatives), NOT_A_DIGIT, y.dtype)])
-
-
-def trainer_for(model: keras.Model, config: TrainConfig) -> keras.Model:
-    """`model` behind the training-only augmentation layers, or `model` itself without any."""
-    layers = []
-    if config.augment or config.elastic:
-        layers.append(augmentation(config.augment, config.elastic))
-    if config.real_world:
-        layers.append(RealWorld(config.real_world, name="real_world"))
-    return keras.Sequential([keras.Input(INPUT_SHAPE), *layers, model]) if layers else model
-
-
 def new_run_dir(model: str, root: str | Path = "runs") -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(root) / f"{model}-{stamp}"
@@ -300,7 +282,7 @@ def train(
             adapt(model, data.x_train, config.seed)  # a resumed run's backup overwrites this
             # Augmentation wraps the model for training only; `model` itself is what gets saved.
             trainer = trainer_for(model, config)
-            x_train, y_train = with_negatives(data.x_train, data.y_train, config)
+            x_train, y_train = with_negatives(data.x_train, data.y_train, config.negatives, config.seed)
             record["data"]["negatives"] = len(x_train) - len(data.x_train)
             train_batches = prepare_fit(trainer, config, x_train, targets(y_train, config))
             val_batches = batches(data.x_val, targets(data.y_val, config), config.batch_size, shuffle=False)
