@@ -199,7 +199,7 @@ def robustness(
         raise DigitlabError(f"--reader must be one of {', '.join(suite.READERS)}, got '{reader}'")
     if n < 10 or corruption_n < 10:
         raise DigitlabError("--n and --corruption-n must be at least 10")
-    # Beside a run's own report (whose table is a 300-image sample), never over it.
+    # Beside a run's own report (whose table is a 100-image sample), never over it.
     folder = f"robustness-{split}-{reader}"
     if out is None:
         out = (

@@ -21,8 +21,8 @@ from .predict import scale_temperature
 
 CLASSES = [str(d) for d in range(10)]
 CALIBRATION_BINS = 15
-VAL_NEGATIVES = 1000  # validation non-digits, from the training sources with a seed of their own
-ROBUSTNESS_N = 300  # images per condition in every run's report: ~1 minute; `digitlab robustness` does more
+VAL_NEGATIVES = 500  # validation non-digits, from the training sources with a seed of their own
+ROBUSTNESS_N = 100  # images per condition in every run's report (~20 s here); `digitlab robustness` does more
 DECLINE_RATE = 0.01  # the confidence threshold declines 1% of validation digits: mostly the misread ones
 # A digit inside a number that the user asked to read (--number) is a digit by their word: it is
 # declined only where the model can hardly tell which, as 0.1% of validation digits are.
