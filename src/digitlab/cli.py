@@ -190,8 +190,8 @@ def robustness(
     """Measure a model on corrupted, photographed, drawn, scanned and printed digits and on non-digits."""
     from . import robustness as suite
     from .data import load_mnist
-    from .files import read_json
     from .predict import load
+    from .runs import load_config
 
     if split not in ("test", "validation"):
         raise DigitlabError(f"--split must be test or validation, got '{split}'")
@@ -211,9 +211,11 @@ def robustness(
         raise DigitlabError(f"--out {out} is a file; give a folder for the tables and picture")
     loaded = load(model)
     # A run's validation split is its own (--val-size, --split-seed): another would hold training digits.
-    run_json = model / "run.json" if model is not None and model.is_dir() else None
-    split_config = read_json(run_json)["config"] if run_json is not None and run_json.is_file() else {}
-    data = load_mnist(data_dir, **{k: split_config[k] for k in ("val_size", "split_seed") if k in split_config})
+    try:  # a run folder's own split; a model file, or a folder with no run record, gets the default
+        config = load_config(model) if model is not None and model.is_dir() else TrainConfig()
+    except DigitlabError:
+        config = TrainConfig()
+    data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
     images, labels = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
     result = suite.measure(loaded, images, labels, split, n, reader, corruption_n)
     typer.echo(suite.write(result, out).read_text())

@@ -43,14 +43,7 @@ def fit_serving(labels: np.ndarray, probs: np.ndarray, negatives: np.ndarray | N
     confidence, correct = scaled.max(1), scaled.argmax(1) == labels
     threshold = float(np.quantile(confidence, DECLINE_RATE))
     accepted = confidence >= threshold
-    if negatives is not None and len(negatives):
-        declined = {
-            "val_negatives_declined": float((scale_temperature(negatives, temperature).max(1) < threshold).mean())
-        }
-    else:
-        declined = {}
-    return {
-        **declined,
+    serving = {
         "val_accuracy": float((probs.argmax(1) == labels).mean()),
         "temperature": temperature,
         "threshold": threshold,
@@ -60,6 +53,9 @@ def fit_serving(labels: np.ndarray, probs: np.ndarray, negatives: np.ndarray | N
         "val_nll_before": nll(1.0),
         "val_nll_after": nll(temperature),
     }
+    if negatives is not None and len(negatives):
+        serving["val_negatives_declined"] = float((scale_temperature(negatives, temperature).max(1) < threshold).mean())
+    return serving
 
 
 def score(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -132,7 +128,8 @@ def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Pat
         data = load_mnist(data_dir, val_size=config["val_size"], split_seed=config["split_seed"])
     t0 = time.perf_counter()
     model = load(model_path)
-    negatives = validation_set(VAL_NEGATIVES if len(data.y_train) >= 10_000 else 100, data.x_val)
+    full = len(data.y_train) >= 10_000  # subset runs (quick looks, tests) get token samples below
+    negatives = validation_set(VAL_NEGATIVES if full else 100, data.x_val)
     serving = fit_serving(
         data.y_val,
         model.predict(data.x_val, batch_size=1000, verbose=0),
@@ -146,9 +143,8 @@ def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Pat
     metrics["params"] = model.count_params()
     _write_tables(run_dir, metrics)
     # The robustness suite, on a sample of the test split (subset runs: a token one, quick).
-    suite = robustness.measure(
-        predict.load(run_dir), data.x_test, data.y_test, n=ROBUSTNESS_N if len(data.y_train) >= 10_000 else 20
-    )
+    reader = predict.KerasModel(model_path, model)  # the model loaded above, with serving.json's calibration
+    suite = robustness.measure(reader, data.x_test, data.y_test, n=ROBUSTNESS_N if full else 20)
     robustness.write(suite, run_dir)
     metrics["robustness"] = suite.summary()
     write_report(run_dir, record, metrics, data, probs, robustness.markdown(suite))

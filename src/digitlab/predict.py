@@ -48,16 +48,13 @@ class Model(Protocol):
 
 
 class KerasModel:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, model=None):
+        """`model`: the Keras model at `path` when the caller has loaded it already."""
         from .models import load
 
         self.path = path
-        self.model = load(path)
-        output = tuple(self.model.output_shape) if not isinstance(self.model.output_shape, list) else None
-        if output is None or len(output) != 2 or output[1] != 10:  # Keras adapts (28, 28) and (784,) inputs itself
-            raise DigitlabError(
-                f"{path} is not a digit model: it gives {self.model.output_shape}, not (N, 10) probabilities"
-            )
+        self.model = model if model is not None else load(path)
+        check_output(path, [tuple(o.shape) for o in self.model.outputs])  # Keras adapts (28, 28) inputs itself
         self.info = model_info(path)
         check_calibration(path, self.info)
 
@@ -80,7 +77,8 @@ class OnnxModel:
         except Exception as e:  # ORT raises its own untyped errors for unreadable models
             raise DigitlabError(f"cannot load ONNX model {path}: {str(e).splitlines()[0]}") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        check_shapes(path, [i.shape for i in inputs], [o.shape for o in outputs])
+        check_input(path, [i.shape for i in inputs])
+        check_output(path, [o.shape for o in outputs])
         self.input = inputs[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = {**UNCALIBRATED, "name": path.stem}
@@ -101,18 +99,22 @@ class OnnxModel:
         return np.concatenate(chunks) if chunks else np.zeros((0, 10), np.float32)
 
 
-def check_shapes(path: Path, inputs: list, outputs: list) -> None:
-    """One image input of (N, 28, 28, 1) and one output of 10 probabilities, or one line saying
-    what the file has instead (dimensions may be symbolic: None or a name)."""
+def _fits(shapes: list, expected: tuple) -> bool:
+    """One tensor of the expected shape; dimensions may be symbolic (None or a name)."""
+    return (
+        len(shapes) == 1
+        and len(shapes[0]) == len(expected)
+        and all(e is None or not isinstance(d, int) or d == e for d, e in zip(shapes[0], expected, strict=True))
+    )
 
-    def fits(shape, expected) -> bool:
-        return len(shape) == len(expected) and all(
-            e is None or not isinstance(d, int) or d == e for d, e in zip(shape, expected, strict=True)
-        )
 
-    if len(inputs) != 1 or not fits(inputs[0], (None, 28, 28, 1)):
+def check_input(path: Path, inputs: list) -> None:
+    if not _fits(inputs, (None, 28, 28, 1)):
         raise DigitlabError(f"{path} is not a digit model: it takes {inputs}, not one (N, 28, 28, 1) image batch")
-    if len(outputs) != 1 or not fits(outputs[0], (None, 10)):
+
+
+def check_output(path: Path, outputs: list) -> None:
+    if not _fits(outputs, (None, 10)):
         raise DigitlabError(f"{path} is not a digit model: it gives {outputs}, not (N, 10) probabilities")
 
 

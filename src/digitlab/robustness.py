@@ -129,8 +129,6 @@ def measure(
 ) -> Suite:
     """Every condition on `n` images of the split (`corruption_n` for MNIST-C: the paper uses
     the whole test split), read by `model` with its calibrated threshold."""
-    from sklearn.metrics import roc_auc_score
-
     from . import corruptions, negatives, synth
 
     seed = SEED + 10_000 * (split != "test")  # every condition below adds an offset under 1,000
@@ -158,42 +156,36 @@ def measure(
 
     rows.append(_numbers(model, images, labels, max(10, n // 4), seed + 200, reader))
 
-    digits = np.concatenate(digit_confidence)
+    clean_confidence, digits = digit_confidence[0], np.concatenate(digit_confidence)
     pooled = []
     for i, kind in enumerate(negatives.EVAL_KINDS):
         confidence, _, seen = _read_files(model, negatives.evaluation(kind, n, seed + 300 + i), reader)
         pooled.append(confidence)
-        auroc = _auroc(roc_auc_score, digits, confidence)
-        auroc_clean = _auroc(roc_auc_score, digit_confidence[0], confidence)
         shown = seen[int(np.argmax(confidence > 0))]  # one that preprocessing let through, if any did
-        rows.append(
-            Row(
-                "not digits",
-                kind,
-                n,
-                declined=float((confidence < threshold).mean()),
-                auroc=auroc,
-                auroc_clean=auroc_clean,
-                example=shown,
-            )
-        )
-    everything = np.concatenate(pooled)
-    rows.append(
-        Row(
-            "not digits",
-            "all",
-            len(everything),
-            declined=float((everything < threshold).mean()),
-            auroc=_auroc(roc_auc_score, digits, everything),
-            auroc_clean=_auroc(roc_auc_score, digit_confidence[0], everything),
-        )
-    )
+        rows.append(_not_digit_row(kind, confidence, clean_confidence, digits, threshold, shown))
+    rows.append(_not_digit_row("all", np.concatenate(pooled), clean_confidence, digits, threshold))
     return Suite(split, reader, str(model.info.get("name", "model")), rows)
 
 
-def _auroc(roc_auc_score, digits: np.ndarray, others: np.ndarray) -> float:
-    truth = np.r_[np.ones(len(digits)), np.zeros(len(others))]
-    return float(roc_auc_score(truth, np.r_[digits, others]))
+def _not_digit_row(condition, confidence, clean, digits, threshold, example=None) -> Row:
+    """Non-digits' confidences: the share declined, and the AUROC against the clean digits'
+    confidences and against all digits' (clean and real input)."""
+    from sklearn.metrics import roc_auc_score
+
+    def auroc(positives: np.ndarray) -> float:
+        truth = np.r_[np.ones(len(positives)), np.zeros(len(confidence))]
+        return float(roc_auc_score(truth, np.r_[positives, confidence]))
+
+    declined = float((confidence < threshold).mean())
+    return Row(
+        "not digits",
+        condition,
+        len(confidence),
+        declined=declined,
+        auroc=auroc(digits),
+        auroc_clean=auroc(clean),
+        example=example,
+    )
 
 
 def _numbers(model: Model, images, labels, n: int, seed: int, reader: str) -> Row:
@@ -201,15 +193,15 @@ def _numbers(model: Model, images, labels, n: int, seed: int, reader: str) -> Ro
     from . import synth
     from .predict import predict_image
 
-    files, texts = synth.numbers(images, labels, n, seed)
     if reader == "naive":  # the demo has no segmentation: nothing to measure
         return Row("numbers", "2-5 digits", 0)
+    files, texts = synth.numbers(images, labels, n, seed)
     answers = [predict_image(model, f, number=True) for f in files]
     right = np.array([a["number"] == t for a, t in zip(answers, texts, strict=True)])
     declined = np.array([a["number"] is None for a in answers])
     top = [  # every digit's top guess right, declined or not: the number's "accuracy"
         len(a["digits"]) == len(t)
-        and all(d.get("top_k", [{}])[0].get("digit") == int(c) for d, c in zip(a["digits"], t, strict=False))
+        and all(d.get("top_k", [{}])[0].get("digit") == int(c) for d, c in zip(a["digits"], t, strict=True))
         for a, t in zip(answers, texts, strict=True)
     ]
     return Row(
