@@ -1,10 +1,17 @@
-"""A bounded load test of `digitlab serve` on 127.0.0.1: N requests at concurrency C.
+"""A bounded load test of `digitlab serve` on 127.0.0.1 (issue 19's figures).
 
-    python benchmarks/bench_serve.py [--model PATH] [--requests 2000] [--concurrency 8]
+    python benchmarks/bench_serve.py [--model PATH] [--requests 2000] [--concurrency 8 32]
+                                     [--workers 1] [--saturate 10]
 
-Each request uploads a real MNIST test digit as a 140x140 PNG photo-style upload (multipart),
-the server's whole path: decode, MNIST-style preprocessing, ONNX Runtime, JSON. Reports
-requests/s, p50/p99 latency and the error count; stops by itself (count and time bounded).
+1. Throughput: each request uploads a real MNIST test digit as a 140x140 PNG (multipart), the
+   server's whole path: decode, MNIST-style preprocessing, ONNX Runtime, JSON. requests/s,
+   p50/p99 latency, errors and 503s, at each concurrency.
+2. Liveness under saturation: /healthz probed every 20 ms, from a process of its own, while 32
+   clients keep every worker busy. p50/p99/max (target: p99 under 50 ms).
+3. Memory: the server's peak resident memory (Linux's VmHWM, summed over its processes) after
+   the bad-input corpus of issue 19, sent two at a time, and the count of 5xx answers
+   (targets: under 500 MB, none).
+Count and time bounded: it stops by itself even if the server stalls.
 """
 
 from __future__ import annotations
@@ -12,8 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from common import DATA_DIR, ROOT, describe_machine
@@ -34,23 +45,27 @@ def payloads(n: int) -> list[bytes]:
     return out
 
 
-async def hammer(url: str, bodies: list[bytes], total: int, concurrency: int) -> tuple[list[float], int, float]:
+async def hammer(url: str, bodies: list[bytes], total: int, concurrency: int, seconds: float = TIME_LIMIT):
+    """`total` uploads (or as many as fit in `seconds`) from `concurrency` clients: latencies in
+    ms, errors, 503s and the wall time."""
     import httpx
 
     latencies: list[float] = []
-    errors = 0
+    errors = busy = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
         queue.put_nowait(i)
+    stop = time.perf_counter() + seconds
 
     async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal errors
-        while not queue.empty():
+        nonlocal errors, busy
+        while not queue.empty() and time.perf_counter() < stop:
             i = queue.get_nowait()
             t0 = time.perf_counter()
             try:
                 r = await client.post(url, files={"file": ("d.png", bodies[i % len(bodies)], "image/png")})
                 ok = r.status_code == 200 and "digit" in r.json()
+                busy += r.status_code == 503
             except httpx.HTTPError:
                 ok = False
             latencies.append((time.perf_counter() - t0) * 1e3)
@@ -60,29 +75,150 @@ async def hammer(url: str, bodies: list[bytes], total: int, concurrency: int) ->
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         t0 = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*(worker(client) for _ in range(concurrency))), TIME_LIMIT)
-        return latencies, errors, time.perf_counter() - t0
+        return latencies, errors, busy, time.perf_counter() - t0
+
+
+def probe(url: str, seconds: float) -> None:
+    """(Run in a process of its own.) GET /healthz every 20 ms; print the latencies in ms."""
+    import httpx
+
+    waits = []
+    with httpx.Client(timeout=10) as client:
+        stop = time.perf_counter() + seconds
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            client.get(url + "/healthz").raise_for_status()
+            waits.append((time.perf_counter() - t0) * 1e3)
+            time.sleep(0.02)
+    print(json.dumps(waits))
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def bad_inputs() -> list[tuple[str, str, dict]]:
+    """Issue 19's bad inputs and the costliest images the limits still let in: (name, path, httpx
+    keyword arguments)."""
+    digit = np.kron(np.eye(28, dtype=np.float32)[::-1] + np.eye(28, dtype=np.float32), np.ones((8, 8)))
+    rgba = np.zeros((*digit.shape, 4), np.uint8)
+    rgba[..., 3] = (np.clip(digit, 0, 1) * 0.4 * 255).astype(np.uint8)
+    json_type = {"content-type": "application/json"}
+    side = 3999  # just under 16 Mpx: the largest image a request may hold
+    files = {
+        "faint-transparent-ink": encode(Image.fromarray(rgba, "RGBA"), "PNG"),
+        "16-bit-grey": encode(Image.fromarray((65535 - digit * 50000).astype(np.uint16)), "PNG"),
+        "palette-bomb-36mpx": encode(Image.new("P", (6000, 6000)), "PNG", transparency=0),
+        "palette-16mpx": encode(Image.new("P", (side, side)), "PNG", transparency=0),
+        "rgba-16mpx": encode(Image.new("RGBA", (side, side)), "PNG"),
+        "16-bit-16mpx": encode(Image.new("I;16", (side, side)), "PNG"),
+        "tiff-float-16mpx": encode(Image.new("F", (side, side)), "TIFF", compression="tiff_deflate"),
+        "gif-bomb": encode(Image.new("L", (4100, 4100)), "GIF"),
+        "eps": encode(Image.new("RGB", (40, 40)), "EPS"),
+        "not-an-image": b"not an image",
+    }
+    cases = [(name, "/v1/predict", {"files": {"file": (name, data)}}) for name, data in files.items()]
+    cases += [
+        ("batch-4x16mpx-palette", "/v1/predict/batch", {"files": [("files", ("p.png", files["palette-16mpx"]))] * 4}),
+        ("10**400", "/v1/predict", {"content": b'{"pixels": [[1' + b"0" * 400 + b"]]}", "headers": json_type}),
+        ("5000-digits", "/v1/predict", {"content": b'{"pixels": [[' + b"9" * 5000 + b"]]}", "headers": json_type}),
+        (
+            "deep-1000",
+            "/v1/predict",
+            {"content": b'{"pixels": ' + b"[" * 1000 + b"]" * 1000 + b"}", "headers": json_type},
+        ),
+        ("top_k=0-batch", "/v1/predict/batch?top_k=0", {"files": [("files", ("a.png", files["16-bit-grey"]))]}),
+        (
+            "json-pixels-1024x1024",
+            "/v1/predict/batch",
+            {
+                "content": b'{"pixels": [' + b",".join([b"[" + b",".join([b"0"] * 1024) + b"]"] * 1024) + b"]}",
+                "headers": json_type,
+            },
+        ),
+        ("chunked-oversize", "/v1/predict", {"content": (b"[" * 300_000,) * 20, "headers": json_type}),
+    ]
+    return cases
+
+
+def corpus_memory(url: str, pids: list[int]) -> tuple[float, list[tuple[str, int]]]:
+    """Send the corpus two at a time; the server's peak resident memory after it, in MiB."""
+    import httpx
+
+    def send(case: tuple[str, str, dict]) -> tuple[str, int]:
+        name, path, kwargs = case
+        kwargs = dict(kwargs)
+        if isinstance(kwargs.get("content"), tuple):  # chunks: sent without a Content-Length
+            kwargs["content"] = iter(kwargs["content"])
+        return name, httpx.post(url + path, timeout=120, **kwargs).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(send, bad_inputs() * 2))
+    return sum(peak_rss(pid) for pid in pids), answers
+
+
+def peak_rss(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+def server_pids() -> list[int]:
+    """The serving processes: the `digitlab serve` child, or its worker processes."""
+    import psutil
+
+    server = next(p for p in psutil.Process().children() if "serve" in p.cmdline())
+    workers = [p.pid for p in server.children() if "spawn_main" in " ".join(p.cmdline())]
+    return workers or [server.pid]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--saturate", type=float, default=10, help="seconds of /healthz probing under load")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: the prober process
     args = parser.parse_args()
+    if args.probe:
+        return probe(args.probe, args.saturate)
 
     from digitlab.serve import running
 
     bodies = payloads(200)
-    with running(args.model) as base:
+    options = ("--workers", str(args.workers))
+    rows = []
+    with running(args.model, options=options) as base:
         asyncio.run(hammer(base + "/v1/predict", bodies, 50, 2))  # warm-up, not counted
-        latencies, errors, wall = asyncio.run(hammer(base + "/v1/predict", bodies, args.requests, args.concurrency))
-    p50, p99 = np.percentile(latencies, [50, 99])
+        for concurrency in args.concurrency:
+            rows.append((concurrency, *asyncio.run(hammer(base + "/v1/predict", bodies, args.requests, concurrency))))
+        prober = subprocess.Popen(
+            [sys.executable, __file__, "--probe", base, "--saturate", str(args.saturate)], stdout=subprocess.PIPE
+        )
+        load = asyncio.run(hammer(base + "/v1/predict", bodies, 100_000, 32, args.saturate + 1))
+        waits = np.array(json.loads(prober.communicate(timeout=TIME_LIMIT)[0]))
+        peak, answers = corpus_memory(base, server_pids())
     print(f"machine: {describe_machine()}")
-    print("server: digitlab serve (uvicorn, 1 process) on 127.0.0.1; client in another process, same 2 cores")
+    print(f"server: digitlab serve --workers {args.workers} on 127.0.0.1; clients in other processes, same cores")
     print()
-    print("| requests | concurrency | requests/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {len(latencies)} | {args.concurrency} | {len(latencies) / wall:.0f} | {p50:.1f} | {p99:.1f} | {errors} |")
+    print("| requests | concurrency | requests/s | p50 ms | p99 ms | errors | 503s |")
+    print("|---|---|---|---|---|---|---|")
+    for concurrency, latencies, errors, busy, wall in rows:
+        p50, p99 = np.percentile(latencies, [50, 99])
+        rate = len(latencies) / wall
+        print(f"| {len(latencies)} | {concurrency} | {rate:.0f} | {p50:.1f} | {p99:.1f} | {errors} | {busy} |")
+    print()
+    p50, p99 = np.percentile(waits, [50, 99])
+    print(f"/healthz under saturation ({len(load[0])} uploads at concurrency 32 in {load[3]:.1f} s, {load[2]} 503s):")
+    print(f"  {len(waits)} probes, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {waits.max():.1f} ms (target: p99 < 50 ms)")
+    print()
+    server_errors = [(name, status) for name, status in answers if status >= 500]
+    print(
+        f"bad-input corpus: {len(answers)} requests, statuses {sorted({s for _, s in answers})}, 5xx: {server_errors}"
+    )
+    print(f"  server peak RSS over the whole run, the corpus last: {peak:.0f} MiB (target: < 500 MB)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from digitlab.errors import DigitlabError
 from digitlab.export import export
 from digitlab.files import read_json
 from digitlab.predict import KerasModel, OnnxModel
+from digitlab.runs import Run
 
 QUICK = {"epochs": 1, "subset": 2000}
 
@@ -24,6 +25,10 @@ def board(mnist, tmp_path_factory, data_dir):
     return out, rows
 
 
+def runs_of(rows: list[dict], model: str) -> list:
+    return next(r for r in rows if r["model"] == model)["runs"]
+
+
 def test_leaderboard_files_agree_with_the_runs(board):
     out, rows = board
     assert [r["model"] for r in rows if not r["model"].startswith("ensemble")] == ["mlp", "logreg"]
@@ -31,7 +36,7 @@ def test_leaderboard_files_agree_with_the_runs(board):
         table = list(csv.DictReader(f))
     assert len(table) == 3 and {t["model"] for t in table} == {"mlp", "logreg", "ensemble of 2 mlp"}
     mlp = next(r for r in rows if r["model"] == "mlp")
-    accuracies = [read_json(out / "runs" / f"mlp-seed{s}" / "metrics.json")["test_accuracy"] for s in (0, 1)]
+    accuracies = [read_json(run / "metrics.json")["test_accuracy"] for run in runs_of(rows, "mlp")]
     assert mlp["test_mean"] == pytest.approx(np.mean(accuracies))
     assert mlp["test_std"] == pytest.approx(np.std(accuracies, ddof=1))
     assert accuracies[0] != accuracies[1]  # different seeds, different runs
@@ -39,17 +44,25 @@ def test_leaderboard_files_agree_with_the_runs(board):
     assert (out / "leaderboard.png").stat().st_size > 5000
 
 
-def test_compare_reuses_finished_runs(board, data_dir):
-    out, _ = board
-    stamp = (out / "runs" / "logreg-seed0" / "model.keras").stat().st_mtime
-    compare(["logreg"], seeds=2, out=out, overrides=QUICK, data_dir=data_dir)
-    assert (out / "runs" / "logreg-seed0" / "model.keras").stat().st_mtime == stamp
+def test_compare_reuses_finished_runs_of_the_same_settings_only(board, data_dir):
+    out, rows = board
+    first = runs_of(rows, "logreg")[0]
+    stamp = (first / "model.keras").stat().st_mtime
+    again = compare(["logreg"], seeds=1, out=out, overrides=QUICK, data_dir=data_dir)
+    assert runs_of(again, "logreg") == [first] and (first / "model.keras").stat().st_mtime == stamp
+    # Other settings: a new run, never the old one reported under the new settings.
+    changed = compare(["logreg"], seeds=1, out=out, overrides={**QUICK, "epochs": 2}, data_dir=data_dir)
+    (run,) = runs_of(changed, "logreg")
+    assert run != first and Run.open(run).record.config.epochs == 2 and Run.open(run).record.epochs_run == 2
+    assert (first / "model.keras").stat().st_mtime == stamp  # the earlier run is kept, untouched
+    assert "epochs=2" in (out / "leaderboard.md").read_text()
+    assert "2,000 training / 400 validation images" in (out / "leaderboard.md").read_text()
 
 
 def test_ensemble_averages_its_members_and_exports_as_one_model(board, mnist):
-    out, _ = board
-    members = [KerasModel(out / "runs" / f"mlp-seed{s}" / "model.keras") for s in (0, 1)]
-    target = out / "runs" / "ensemble-mlp-x2"
+    _, rows = board
+    members = [KerasModel(run / "model.keras") for run in runs_of(rows, "mlp")]
+    (target,) = runs_of(rows, "ensemble of 2 mlp")
     x = mnist.x_test[:500]
     expected = np.mean([m.probabilities(x) for m in members], axis=0)
     np.testing.assert_allclose(KerasModel(target / "model.keras").probabilities(x), expected, atol=1e-6)
@@ -57,20 +70,21 @@ def test_ensemble_averages_its_members_and_exports_as_one_model(board, mnist):
     np.testing.assert_allclose(onnx.probabilities(x), expected, atol=1e-5)
     record = read_json(target / "run.json")
     assert record["status"] == "completed" and record["command"].startswith("digitlab ensemble")
-    assert "digitlab ensemble" in (target / "report.md").read_text()
+    report = (target / "report.md").read_text()
+    assert "digitlab ensemble" in report and "trained on 2,000 images (--subset 2000)" in report
 
 
 def test_ensemble_refuses_mixed_splits(board, tmp_path):
-    out, _ = board
-    import json
+    _, rows = board
     import shutil
 
+    first, second = runs_of(rows, "mlp")
     other = tmp_path / "other"
-    shutil.copytree(out / "runs" / "mlp-seed1", other)
-    record = json.loads((other / "run.json").read_text())
-    record["config"]["split_seed"] = 7
-    (other / "run.json").write_text(json.dumps(record))
-    with pytest.raises(DigitlabError, match="different splits"):
-        ensemble([out / "runs" / "mlp-seed0", other], tmp_path / "ens")
+    shutil.copytree(second, other)
+    run = Run.open(other)
+    run.record.data.split_seed = 7
+    run.save()
+    with pytest.raises(DigitlabError, match="different data"):
+        ensemble([first, other], tmp_path / "ens")
     with pytest.raises(DigitlabError, match="at least two runs"):
         ensemble([other], tmp_path / "ens")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from digitlab.config import TrainConfig
 from digitlab.files import read_json, write_json
-from digitlab.runs import list_runs, run_status
+from digitlab.runs import Run, list_runs
 
 PLOTS = ["curves.png", "confusion.png", "errors.png", "samples.png", "calibration.png"]
 
@@ -95,7 +95,7 @@ def test_run_folder_holds_a_complete_valid_report(cli_run):
     report = (out / "report.md").read_text()
     for name in PLOTS:
         assert f"]({name})" in report
-    assert "digitlab train --model cnn --seed 1 --epochs 3 --subset 5000" in report
+    assert Run.open(out).reproduce() in report and "--seed 1" in report
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
@@ -133,8 +133,8 @@ def test_same_seed_same_weights(mnist, tmp_path):
         (["train", "--elastic", "5"], "--elastic must be between 0 and 3, got 5.0"),
         (["train", "--frobnicate"], "No such option: --frobnicate"),
         (["train", "--data-dir", "/nonexistent/mnist"], "MNIST not found in /nonexistent/mnist"),
-        (["evaluate", "/nonexistent/run"], "has no model.keras"),
-        (["runs", "/nonexistent"], "no runs in /nonexistent"),
+        (["evaluate", "/nonexistent/run"], "no run folder or model file at /nonexistent/run"),
+        (["runs", "/nonexistent"], "no folder /nonexistent"),
         (["train", "--params", '{"bogus": 1}'], "--params: unknown settings ['bogus']"),
         (["train", "--params", "/nonexistent.json"], "--params: /nonexistent.json is neither JSON nor a file"),
     ],
@@ -176,9 +176,9 @@ def test_a_killed_run_is_listed_as_crashed(tmp_path):
             "host": os.uname().nodename,
         },
     )
-    assert run_status(list_runs(tmp_path)[0]) == "crashed"
+    assert list_runs(tmp_path)[0].status == "crashed"
     write_json(run / "run.json", json.loads((run / "run.json").read_text()) | {"pid": os.getpid()})
-    assert run_status(list_runs(tmp_path)[0]) == "running"
+    assert list_runs(tmp_path)[0].status == "running"
 
 
 def test_interrupted_training_resumes(tmp_path, data_dir):
@@ -213,7 +213,7 @@ def test_interrupted_training_resumes(tmp_path, data_dir):
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert run_status(read_json(out / "run.json") | {"path": out}) == "crashed"
+    assert Run.open(out).status == "crashed"
     result = digitlab("train", "--resume", str(out), "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
     assert "Epoch 1/4" not in result.stdout  # picked up after the backed-up epoch

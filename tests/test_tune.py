@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -129,7 +130,9 @@ def test_killed_sqlite_study_resumes_with_its_completed_trials(tmp_path, data_di
     assert len(new) == 2 and all(t.state.is_finished() for t in new)
     summary = json.loads(digitlab("tune", "mlp", "--report", "--out", str(out), cwd=tmp_path).stdout)
     assert summary["trials"] == len(after) and summary["by_state"]["fail"] == len(killed)
-    assert (out / "mlp" / "history.png").is_file() and read_json(out / "mlp" / "best.json")["model"] == "mlp"
+    folder = Path(summary["folder"])
+    assert folder.parent == out and folder.name.startswith("mlp-")  # the study's own folder
+    assert (folder / "history.png").is_file() and read_json(folder / "best.json")["model"] == "mlp"
 
 
 @pytest.mark.parametrize(
@@ -144,16 +147,16 @@ def test_killed_sqlite_study_resumes_with_its_completed_trials(tmp_path, data_di
     ],
     ids=["bad-url", "unreachable", "unparseable"],
 )
-def test_bad_storage_is_one_clear_line(storage, message, tmp_path):
-    result = digitlab("tune", "mlp", "--storage", storage, *TINY, cwd=tmp_path)
+def test_bad_storage_is_one_clear_line(storage, message, tmp_path, data_dir):
+    result = digitlab("tune", "mlp", "--storage", storage, *TINY, "--data-dir", str(data_dir), cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert "secret" not in result.stderr  # the password never reaches a log
 
 
-def test_wrong_password_is_one_clear_line(tmp_path):
+def test_wrong_password_is_one_clear_line(tmp_path, data_dir):
     needs_postgres()
     wrong = POSTGRES.replace(":digitlab@", ":not-the-password@")
-    result = digitlab("tune", "mlp", "--storage", wrong, *TINY, cwd=tmp_path)
+    result = digitlab("tune", "mlp", "--storage", wrong, *TINY, "--data-dir", str(data_dir), cwd=tmp_path)
     assert result.returncode == 2 and "password" in result.stderr and "not-the-password" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -8,6 +8,13 @@ asked for its logs with TF_CPP_MIN_LOG_LEVEL=0 or 1. Python errors still surface
 
 import os
 
+# Keras 3 on TensorFlow, without TensorFlow's C++ chatter on stderr. Level 3, not 2: TF 2.21
+# logs a harmless ERROR line on every fit (its tf.data op wrappers are newer than its kernels).
+# Set TF_CPP_MIN_LOG_LEVEL=0 to see everything. Set here, just before Keras is imported, not
+# when digitlab is: a notebook that imports digitlab keeps its own settings until it trains.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 
 def _import_tensorflow_quietly() -> None:
     if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) < 2:
@@ -32,7 +39,7 @@ import tensorflow as tf  # noqa: E402
 if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) >= 2:
     tf.get_logger().setLevel("ERROR")  # e.g. retracing notices when tuning builds a model per trial
 
-# Saved models may hold digitlab's own layers (models.PatchPCA): register them before any load.
-from . import models  # noqa: E402, F401  (models imports `keras` from here: defined above)
+# Saved models may hold digitlab's own layers (pca.PatchPCA): register them before any load.
+from . import pca  # noqa: E402, F401  (pca imports `keras` from here: defined above)
 
 __all__ = ["keras", "tf"]

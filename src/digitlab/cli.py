@@ -5,6 +5,9 @@ Heavy modules (Keras) are imported inside the commands so `--help` and user erro
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import json
 import os
 import sys
 from pathlib import Path
@@ -12,8 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import TrainConfig
-from .errors import DigitlabError
+from .config import RECIPES, TrainConfig
+from .errors import DigitlabError, Interrupted
 from .files import DISK_ERRORS
 
 # Typer >= 0.20 vendors click privately; its public BadParameter derives from the usage-error
@@ -23,7 +26,7 @@ UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageE
 app = typer.Typer(
     name="digitlab",
     help="Train, compare, evaluate and use handwritten-digit classifiers on MNIST.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -57,91 +60,92 @@ DataDir = Annotated[
 ]
 
 
-def _recipe(help: str) -> typer.Option:
-    return typer.Option(help=f"{help} (default: the model's recipe, see `digitlab models`)", show_default=False)
+def config_options(command):
+    """Give `command` one option per TrainConfig field, from the field's type and help text:
+    the CLI cannot drift from the config, and every run's config is a command that runs."""
+    types = {"int": int, "float": float, "str": str, "dict": str, "int | None": int}
+    options = []
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = "all" if default is None else json.dumps(default) if isinstance(default, dict) else str(default)
+        if any(f.name in recipe for recipe in RECIPES.values()):
+            shown = f"the model's recipe, else {shown}"
+        options.append(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    Optional[types[f.type]],
+                    typer.Option(help=f"{f.metadata['help']} (default: {shown})", show_default=False),
+                ],
+            )
+        )
+    own = [
+        p
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.kind != inspect.Parameter.VAR_KEYWORD
+    ]
+    command.__signature__ = inspect.Signature(options + own)
+    command.__annotations__ = {p.name: p.annotation for p in options + own}
+    return command
 
 
 @app.command()
+@config_options
 def train(
-    model: Annotated[
-        Optional[str], typer.Option(help="Model name (see `digitlab models`). [default: cnn]", show_default=False)
-    ] = None,
-    epochs: Annotated[Optional[int], _recipe("Maximum epochs; early stopping may end sooner.")] = None,
-    batch_size: Annotated[Optional[int], _recipe("Images per gradient step.")] = None,
-    lr: Annotated[Optional[float], _recipe("Peak learning rate (Adam).")] = None,
-    schedule: Annotated[Optional[str], _recipe("Learning-rate schedule: cosine, onecycle or constant.")] = None,
-    precision: Annotated[
-        Optional[str], _recipe("float32, mixed_bfloat16, or auto (bf16 only with AMX or a GPU).")
-    ] = None,
-    patience: Annotated[Optional[int], _recipe("Epochs without val-loss progress before stopping.")] = None,
-    weight_decay: Annotated[Optional[float], _recipe("AdamW weight decay; 0 means plain Adam.")] = None,
-    augment: Annotated[
-        Optional[float], _recipe("Augmentation strength, 0-3 (1: 10 deg rotation, 10% shift and zoom).")
-    ] = None,
-    elastic: Annotated[
-        Optional[float], _recipe("Elastic warp strength, 0-3 (1: alpha 36, sigma 6 px, as Ciresan et al.).")
-    ] = None,
-    label_smoothing: Annotated[Optional[float], _recipe("Label smoothing, e.g. 0.1.")] = None,
-    real_world: Annotated[
-        Optional[float], _recipe("Real-input augmentation, 0-3: stroke width, blur, low resolution, contrast, noise.")
-    ] = None,
-    negatives: Annotated[
-        Optional[float], _recipe("Non-digits to learn to decline, as a share of the training digits (0-1).")
-    ] = None,
+    *,
     params: Annotated[
         Optional[str],
-        typer.Option(help="Settings as JSON, or a JSON file such as tune's best.json; explicit options win over it."),
+        typer.Option(help="Settings as JSON, or a JSON file such as tune's best.json; options given win over it."),
     ] = None,
-    seed: Annotated[
-        Optional[int], typer.Option(help="Random seed: same seed, same result on CPU. [default: 0]", show_default=False)
-    ] = None,
-    val_size: Annotated[
-        Optional[int],
-        typer.Option(help="Validation images from the 60k training set. [default: 10000]", show_default=False),
-    ] = None,
-    subset: Annotated[Optional[int], typer.Option(help="Train on only this many images (quick looks).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/MODEL-TIMESTAMP).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder.")] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Continue the interrupted run in this folder, with its own settings.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the settings as JSON and stop.")] = False,
     data_dir: DataDir = None,
+    **settings,
 ) -> None:
     """Train a model, then evaluate it on the test split and write its report."""
-    from .runs import load_config
+    given = {k: v for k, v in settings.items() if v is not None}
+    if resume is not None:
+        from .runs import Run
+
+        ignored = [f"--{k.replace('_', '-')}" for k in given] + (["--params"] if params else [])
+        ignored += ["--out"] if out is not None and out != resume else []
+        if ignored:
+            raise DigitlabError(f"--resume continues a run with its own settings; drop {', '.join(ignored)}")
+        config, out = Run.open(resume).record.config, resume
+        if config is None:
+            raise DigitlabError(f"{resume} is not a training run; only `digitlab train` runs resume")
+    else:
+        config = make_config(_read_params(params), given)
+    config.check()
+    if dry_run:
+        typer.echo(json.dumps(dataclasses.asdict(config), indent=2))
+        return
     from .training import train as run_training
 
-    if resume is not None:
-        config, out = load_config(resume), resume
-    else:
-        given = dict(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            schedule=schedule,
-            precision=precision,
-            patience=patience,
-            weight_decay=weight_decay,
-            augment=augment,
-            elastic=elastic,
-            label_smoothing=label_smoothing,
-            real_world=real_world,
-            negatives=negatives,
-            seed=seed,
-            val_size=val_size,
-            subset=subset,
-        )
-        # Precedence: the model's recipe, then --params, then the options given here.
-        settings = _read_params(params) | {k: v for k, v in given.items() if v is not None}
-        name = model or settings.get("model") or "cnn"
-        config = TrainConfig.for_model(name, **{k: v for k, v in settings.items() if k != "model"})
-    config.check()
-    run_dir = run_training(config, out=out, data_dir=data_dir)
-    _summary(run_dir)
+    _summary(run_training(config, out=out, data_dir=data_dir))
+
+
+def make_config(from_params: dict, given: dict) -> TrainConfig:
+    """Precedence: the model's recipe, then --params, then the options given."""
+    settings = from_params | given
+    if isinstance(settings.get("model_params"), str):
+        try:
+            settings["model_params"] = json.loads(settings["model_params"])
+        except json.JSONDecodeError as e:
+            raise DigitlabError(f"--model-params: not valid JSON ({e})") from None
+    if not isinstance(settings.get("model_params", {}), dict):
+        raise DigitlabError("--model-params must be a JSON object, e.g. '{\"width\": 48}'")
+    name = settings.pop("model", None) or "cnn"
+    return TrainConfig.for_model(name, **settings)
 
 
 def _read_params(text: str | None) -> dict:
     """--params: inline JSON or a JSON file, holding TrainConfig fields."""
-    import dataclasses
-    import json
-
     if text is None:
         return {}
     source = text if text.lstrip().startswith("{") else None
@@ -163,14 +167,34 @@ def _read_params(text: str | None) -> dict:
 
 @app.command()
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `digitlab train`.")],
+    model: Annotated[
+        Path,
+        typer.Argument(help="A run folder, or a model trained elsewhere: .keras, .h5, .onnx or a SavedModel folder."),
+    ],
+    out: Annotated[
+        Optional[Path], typer.Option(help="Run folder for a model file's report (default: runs/NAME-evaluated-TIME).")
+    ] = None,
+    pixels: Annotated[
+        Optional[str], typer.Option(help="A model file's pixel scale: 1, 255 or standardized (default: detected).")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Evaluate a trained run on the test split; rewrite its metrics, plots and report."""
-    from .evaluation import evaluate as run_evaluation
+    """Evaluate a model on the test split: calibration, figures, robustness and report."""
+    from .runs import Run
 
-    run_evaluation(run_dir, data_dir=data_dir)
-    _summary(run_dir)
+    if Run.is_run(model):
+        if out is not None or pixels is not None:
+            raise DigitlabError("--out and --pixels are for model files; a run folder is evaluated in place")
+        from .evaluation import evaluate as run_evaluation
+
+        run_evaluation(model, data_dir=data_dir)
+        _summary(model)
+        return
+    if not model.exists():
+        raise DigitlabError(f"no run folder or model file at {model}")
+    from .evaluation import evaluate_file
+
+    _summary(evaluate_file(model, out, pixels, data_dir))
 
 
 @app.command()
@@ -191,7 +215,7 @@ def robustness(
     from . import robustness as suite
     from .data import load_mnist
     from .predict import load
-    from .runs import load_config
+    from .runs import Run
 
     if split not in ("test", "validation"):
         raise DigitlabError(f"--split must be test or validation, got '{split}'")
@@ -209,13 +233,11 @@ def robustness(
         )
     if out.exists() and not out.is_dir():
         raise DigitlabError(f"--out {out} is a file; give a folder for the tables and picture")
-    loaded = load(model)
+    loaded = load(model, data_dir=data_dir)
     # A run's validation split is its own (--val-size, --split-seed): another would hold training digits.
-    try:  # a run folder's own split; a model file, or a folder with no run record, gets the default
-        config = load_config(model) if model is not None and model.is_dir() else TrainConfig()
-    except DigitlabError:
-        config = TrainConfig()
-    data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
+    # A model file, or a folder with no run record, gets the default split.
+    used = Run.open(model).record.data if model is not None and Run.is_run(model) else None
+    data = load_mnist(data_dir, **({"val_size": used.val_size, "split_seed": used.split_seed} if used else {}))
     images, labels = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
     result = suite.measure(loaded, images, labels, split, n, reader, corruption_n)
     typer.echo(suite.write(result, out).read_text())
@@ -223,28 +245,31 @@ def robustness(
 
 @app.command()
 def runs(root: Annotated[Path, typer.Argument(help="Folder holding run folders.")] = Path("runs")) -> None:
-    """List runs with their status and key figures."""
+    """List runs, nested ones too (compare's and tune's), with their status and key figures."""
     from rich.console import Console
     from rich.table import Table
 
-    from .runs import list_runs, run_status
+    from .runs import list_runs
 
-    records = list_runs(root)
-    if not records:
-        raise DigitlabError(f"no runs in {root}; train one with `digitlab train`")
+    if not root.is_dir():
+        raise DigitlabError(f"no folder {root}; train a model with `digitlab train` or give the folder of your runs")
+    found = list_runs(root)
+    if not found:
+        typer.echo(f"no runs in {root}")
+        return
     table = Table("model", "status", "epochs", "val acc", "test acc", "train s", "params", title=f"runs in {root}")
-    table.add_column("run", no_wrap=True)  # last and unwrapped: the name must stay copyable
-    for r in records:
-        best = r.get("best") or {}
+    table.add_column("run", no_wrap=True)  # last and unwrapped: the path must stay copyable
+    for run in found:
+        r = run.record
         table.add_row(
-            r["config"]["model"],
-            run_status(r),
-            str(r.get("epochs_run", "")),
-            f"{best['val_accuracy']:.2%}" if best else "",
-            f"{r['test_accuracy']:.2%}" if "test_accuracy" in r else "",
-            f"{r['timings']['train_s']:.0f}" if "train_s" in r.get("timings", {}) else "",
-            f"{r['params']:,}" if "params" in r else "",
-            r["path"].name,
+            r.model,
+            run.status.value,
+            str(r.epochs_run or ""),
+            f"{r.best.val_accuracy:.2%}" if r.best else "",
+            f"{r.test_accuracy:.2%}" if r.test_accuracy is not None else "",
+            f"{r.timings['train_s']:.0f}" if "train_s" in r.timings else "",
+            f"{r.params:,}" if r.params else "",
+            str(run.path.relative_to(root)),
         )
     Console(width=None if sys.stdout.isatty() else 160).print(table)  # pipes: no squeezed columns
 
@@ -330,43 +355,74 @@ def tune(
     name = study or model
     if report:
         url = storage or tuning.default_storage(out)
-        summary = tuning.report(tuning.open_study(name, url, heartbeat, create=False), out / name)
+        study = tuning.open_study(name, url, heartbeat, create=False)
+        summary = tuning.report(study, tuning.study_folder(study, out, create=False))
     else:
         summary = tuning.tune(model, trials, timeout, storage, name, epochs, subset, seed, out, heartbeat, data_dir)
     typer.echo(json.dumps(summary, indent=2))
 
 
+Pixels = Annotated[
+    Optional[str],
+    typer.Option(
+        help="A model trained elsewhere takes pixels in 1 ([0, 1]), 255 ([0, 255]) or standardized "
+        "((x - 0.1307) / 0.3081) (default: detected on MNIST validation digits).",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def export(
-    source: Annotated[Path, typer.Argument(help="A run folder or a .keras file.")],
+    source: Annotated[
+        Path, typer.Argument(help="A run folder, or a model trained elsewhere: .keras, .h5 or a SavedModel folder.")
+    ],
     format: Annotated[str, typer.Option("--format", help="onnx or savedmodel.")] = "onnx",
     out: Annotated[Optional[Path], typer.Option(help="Output path (default: beside the model).")] = None,
+    pixels: Pixels = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Export a trained model to ONNX (checked against Keras) or a TensorFlow SavedModel."""
     from .export import export as run_export
 
-    typer.echo(f"wrote {run_export(source, format, out)}")
+    notes: list[str] = []
+    path = run_export(source, format, out, pixels=pixels, data_dir=data_dir, notes=notes)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"wrote {path}")
 
 
 @app.command()
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files: PNG, JPEG, BMP, GIF, WebP, ...")],
     model: Annotated[
-        Optional[Path], typer.Option(help="Run folder, .keras or .onnx (default: the shipped model).")
+        Optional[Path],
+        typer.Option(
+            help="Run folder, .keras or .onnx, or a model trained elsewhere: .keras, .h5, .onnx or a SavedModel "
+            "folder (default: the shipped model)."
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option(help="How many candidates to show.")] = 3,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
     number: Annotated[bool, typer.Option("--number", help="Read a written number: several digits.")] = False,
     show: Annotated[Optional[Path], typer.Option(help="Write the 28x28 input the model saw here, as PNG.")] = None,
+    pixels: Pixels = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Read handwritten digits from image files, prepared the way MNIST was."""
     import json
 
+    from .foreign import describe
     from .predict import load, predict_image
 
     if not 1 <= top_k <= 10:
         raise DigitlabError(f"--top-k must be between 1 and 10, got {top_k}")
-    reader = load(model)
+    reader = load(model, pixels, data_dir)
+    # On stderr, so --json's stdout stays one object per image.
+    if "foreign" in reader.info:  # trained elsewhere: say how digitlab adapted it
+        typer.echo(f"note: {describe(reader.path, reader.info['foreign'])}", err=True)
+    if "note" in reader.info:
+        typer.echo(f"note: {reader.info['note']}", err=True)
     failed = 0
     for path in images:
         try:
@@ -393,13 +449,24 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_upload: Annotated[int, typer.Option(help="Largest request body accepted, in bytes.")] = 4 * 1024 * 1024,
+    workers: Annotated[
+        int, typer.Option(help="Server processes, each with the model and 2 worker threads; metrics summed.")
+    ] = 1,
+    queue_wait: Annotated[
+        float,
+        typer.Option(help="Seconds a request may wait for a busy worker before a 503 with Retry-After."),
+    ] = 5.0,  # serve_limits.QUEUE_WAIT, not imported here: --help stays instant
 ) -> None:
-    """Serve the REST API and the draw-a-digit page."""
+    """Serve the REST API (v1 and KServe v2), /metrics and the draw-a-digit page."""
     from .serve import serve as run_server
 
     if not 0 < port < 65536:
         raise DigitlabError(f"--port must be between 1 and 65535, got {port}")
-    run_server(model, host, port, max_upload)
+    if not 1 <= workers <= 64:
+        raise DigitlabError(f"--workers must be between 1 and 64, got {workers}")
+    if not 0 < queue_wait <= 600:
+        raise DigitlabError(f"--queue-wait must be over 0 and at most 600 seconds, got {queue_wait}")
+    run_server(model, host, port, max_upload, workers, queue_wait)
 
 
 def _describe(answer: dict) -> str:
@@ -435,13 +502,53 @@ def data(data_dir: DataDir = None) -> None:
 
 
 def _summary(run_dir: Path) -> None:
-    from .files import read_json
+    from .runs import Run
 
-    metrics = read_json(Path(run_dir) / "metrics.json")
+    run = Run.open(run_dir)
+    metrics = run.read_metrics()
     typer.echo(
         f"{metrics['model']}: test accuracy {metrics['test_accuracy']:.2%} "
-        f"({metrics['test_errors']} errors of {metrics['test_size']}); report: {Path(run_dir) / 'report.md'}"
+        f"({metrics['test_errors']} errors of {metrics['test_size']}); report: {run.report.with_suffix('.html')}"
     )
+
+
+# The heavy modules behind the optional extras of pyproject.toml, by import name: a command that
+# needs one that is not installed (a `digitlab[serve]` install asked to train) names the extra.
+EXTRAS: dict[str, tuple[str, str]] = {
+    "tensorflow": ("TensorFlow", "train"),
+    "keras": ("Keras and TensorFlow", "train"),  # [train] brings both; Keras is imported first
+    "tensorboard": ("TensorBoard", "train"),
+    "tf2onnx": ("tf2onnx", "train"),
+    "onnx": ("ONNX", "train"),
+    "sklearn": ("scikit-learn", "train"),
+    "matplotlib": ("matplotlib", "train"),
+    "fontTools": ("fonttools", "train"),
+    "skimage": ("scikit-image", "train"),
+    "h5py": ("h5py", "train"),  # legacy .h5 Keras models (foreign.py)
+    "optuna": ("Optuna", "tune"),
+    "optuna_dashboard": ("optuna-dashboard", "tune"),
+    "sqlalchemy": ("SQLAlchemy", "tune"),
+    "psycopg": ("psycopg", "tune"),
+    "onnxruntime": ("ONNX Runtime", "serve"),
+    "fastapi": ("FastAPI", "serve"),
+    "starlette": ("FastAPI", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "python_multipart": ("python-multipart", "serve"),
+    "multipart": ("python-multipart", "serve"),
+    "prometheus_client": ("prometheus-client", "serve"),
+}
+
+
+def _missing_extra(error: ModuleNotFoundError, argv: list[str]) -> str | None:
+    """The one-line error for a module an extra would bring, or None for any other missing module."""
+    known = EXTRAS.get((error.name or "").partition(".")[0])
+    if known is None:
+        return None
+    what, extra = known
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command == "tune" and extra == "train":  # [tune] brings [train] and Optuna: one install, not two
+        extra = "tune"
+    return f"digitlab{' ' + command if command else ''} needs {what}: pip install 'digitlab[{extra}]'"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -451,6 +558,15 @@ def main(argv: list[str] | None = None) -> int:
     except DigitlabError as e:
         typer.echo(f"error: {e}", err=True)
         return 2
+    except Interrupted as e:  # Ctrl-C in a run, which recorded it and says how to go on
+        typer.echo(str(e), err=True)
+        return 130
+    except ModuleNotFoundError as e:
+        message = _missing_extra(e, sys.argv[1:] if argv is None else argv)
+        if message is None:  # not one of the extras' modules: a real bug, keep its traceback
+            raise
+        typer.echo(f"error: {message}", err=True)
+        return 2
     except UsageError as e:
         if not e.format_message():  # bare `digitlab`: the help was shown, nothing went wrong
             return 0
@@ -458,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {e.format_message()}{hint}", err=True)
         return 2
     except typer.Exit as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C outside a run: nothing to resume
+            typer.echo("interrupted", err=True)
         return e.exit_code
     except OSError as e:
         if e.errno not in DISK_ERRORS:
@@ -468,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted; resume a training run with `digitlab train --resume RUN_DIR`", err=True)
+        typer.echo("interrupted", err=True)
         return 130
     return code if isinstance(code, int) else 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from dataclasses import dataclass, field
 
 from .errors import DigitlabError
@@ -38,28 +39,42 @@ RECIPES: dict[str, dict] = {
 }
 
 
+def setting(default, help: str, **kwargs):
+    """A TrainConfig field with the help text its `digitlab train` option shows (cli.py derives
+    every option from these fields: none is listed twice)."""
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
 @dataclass
 class TrainConfig:
-    model: str = "cnn"
-    epochs: int = 15  # an upper bound: early stopping usually ends sooner
-    batch_size: int = 128  # large enough to keep both cores busy, small enough to generalise
-    lr: float = 1e-3  # Adam's default; decays to zero on a cosine over `epochs`
-    schedule: str = "cosine"  # cosine settles the weights without tuning a drop; see SCHEDULES
-    beta_1: float = 0.9  # Adam's defaults; short runs prefer shorter memories (see RECIPES)
-    beta_2: float = 0.999
-    precision: str = "float32"  # or "mixed_bfloat16", or "auto": bf16 only with AMX or a GPU
-    weight_decay: float = 0.0  # > 0 switches Adam to AdamW (decoupled decay)
-    augment: float = 0.0  # strength: 1 = rotations to 10 degrees, shifts and zoom to 10%
-    elastic: float = 0.0  # elastic warp strength: 1 = Ciresan et al.'s (pixels move ~0.9 px)
-    label_smoothing: float = 0.0  # e.g. 0.1: targets 0.91/0.01 curb overconfidence
-    real_world: float = 0.0  # strength of stroke-width, blur, low-resolution, contrast and noise changes
-    negatives: float = 0.0  # non-digit images added, as a share of the training digits (outlier exposure)
-    model_params: dict = field(default_factory=dict)  # the model function's keyword arguments
-    patience: int = 4  # epochs without val-loss progress before stopping
-    seed: int = 0  # weights init, shuffling, dropout
-    val_size: int = 10_000  # taken from the 60k training set, stratified
-    split_seed: int = 0  # fixed apart from `seed` so every run sees the same validation set
-    subset: int | None = None  # train on only this many images (quick looks, tests)
+    model: str = setting("cnn", "Model name (see `digitlab models`).")
+    epochs: int = setting(15, "Maximum epochs; early stopping may end sooner.")  # an upper bound
+    # Large enough to keep both cores busy, small enough to generalise.
+    batch_size: int = setting(128, "Images per gradient step.")
+    lr: float = setting(1e-3, "Peak learning rate (Adam).")  # Adam's default; decays to zero on a cosine
+    # Cosine settles the weights without tuning a drop; see SCHEDULES.
+    schedule: str = setting("cosine", "Learning-rate schedule: " + ", ".join(SCHEDULES) + ".")
+    # Adam's defaults; short runs prefer shorter memories (see RECIPES).
+    beta_1: float = setting(0.9, "Adam's first-moment decay.")
+    beta_2: float = setting(0.999, "Adam's second-moment decay.")
+    precision: str = setting("float32", "float32, mixed_bfloat16, or auto (bf16 only with AMX or a GPU).")
+    weight_decay: float = setting(0.0, "AdamW weight decay; 0 means plain Adam.")
+    augment: float = setting(0.0, "Augmentation strength, 0-3 (1: 10 deg rotation, 10% shift and zoom).")
+    elastic: float = setting(0.0, "Elastic warp strength, 0-3 (1: alpha 36, sigma 6 px, as Ciresan et al.).")
+    label_smoothing: float = setting(0.0, "Label smoothing, e.g. 0.1 (targets 0.91/0.01 curb overconfidence).")
+    real_world: float = setting(
+        0.0, "Real-input augmentation, 0-3: stroke width, blur, low resolution, contrast, noise."
+    )
+    negatives: float = setting(0.0, "Non-digits to learn to decline, as a share of the training digits (0-1).")
+    model_params: dict = field(
+        default_factory=dict, metadata={"help": "The model function's keyword arguments, as JSON."}
+    )
+    patience: int = setting(4, "Epochs without val-loss progress before stopping.")
+    seed: int = setting(0, "Random seed: weights, shuffling, dropout; same seed, same result on CPU.")
+    val_size: int = setting(10_000, "Validation images taken from the 60k training set, stratified.")
+    # Fixed apart from `seed` so every run sees the same validation set.
+    split_seed: int = setting(0, "Seed of the train/validation split.")
+    subset: int | None = setting(None, "Train on only this many images (quick looks, tests).")
 
     def check(self) -> None:
         from .models import check_name  # imported late: it pulls in Keras
@@ -94,13 +109,14 @@ class TrainConfig:
         return cls(**{"model": model, **RECIPES.get(model, {}), **overrides})
 
     def cli_args(self) -> str:
-        """The `digitlab train` options that reproduce this config (the recipe's defaults left out)."""
-        default = TrainConfig.for_model(self.model)
-        args = [f"--model {self.model}", f"--seed {self.seed}"]
+        """`digitlab train` options for every setting, so the command means the same run even
+        after a recipe or a default changes."""
+        args = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name not in ("model", "seed", "model_params") and value != getattr(default, f.name):
-                args.append(f"--{f.name.replace('_', '-')} {value}")
-        if self.model_params:
-            args.append(f"--params '{json.dumps({'model_params': self.model_params})}'")
+            if value is None:  # subset: None is the option left out
+                continue
+            if isinstance(value, dict):
+                value = json.dumps(value, sort_keys=True)
+            args.append(f"--{f.name.replace('_', '-')} {shlex.quote(str(value))}")
         return " ".join(args)

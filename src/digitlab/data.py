@@ -12,7 +12,7 @@ import os
 import struct
 import urllib.request
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +256,25 @@ class MNIST:
 
     def summary(self) -> dict:
         return {"source": self.source, "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+    def subset(self, n: int | None) -> MNIST:
+        """The first `n` training images (quick looks, tests). The validation share shrinks with
+        it, so a quick run stays quick; test stays whole."""
+        if n is None or n >= len(self.y_train):
+            return self
+        n_val = max(n // 5, 10)
+        return replace(
+            self, x_train=self.x_train[:n], y_train=self.y_train[:n], x_val=self.x_val[:n_val], y_val=self.y_val[:n_val]
+        )
+
+    def digest(self) -> str:
+        """A fingerprint of every image and label of the three splits: two runs with the same
+        digest saw the same data in the same roles."""
+        h = hashlib.blake2b(digest_size=12)
+        for array in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            h.update(str(array.shape).encode())
+            h.update(np.ascontiguousarray(array).data)
+        return h.hexdigest()
 
 
 def split_indices(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

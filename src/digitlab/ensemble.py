@@ -6,68 +6,65 @@ It is a run folder like any other (run.json, model.keras, metrics, report), so `
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
-from .data import MNIST, load_mnist
+from .data import MNIST
 from .errors import DigitlabError
-from .files import read_json, write_atomic, write_json
+from .files import write_atomic
+from .runs import Run, Status
 
 
 def ensemble(
     runs: list[str | Path], out: str | Path, data: MNIST | None = None, data_dir: str | Path | None = None
 ) -> Path:
     from .backend import keras
-    from .evaluation import evaluate
+    from .evaluation import evaluate, load_split
     from .models import INPUT_SHAPE, load
-    from .training import _now, machine, versions
 
-    runs = [Path(r) for r in runs]
     if len(runs) < 2:
         raise DigitlabError("an ensemble needs at least two runs")
-    records = []
-    for run in runs:
-        if not (run / "model.keras").is_file() or not (run / "run.json").is_file():
-            raise DigitlabError(f"{run} is not a finished digitlab run (no model.keras)")
-        records.append(read_json(run / "run.json"))
-    splits = {(r["config"]["val_size"], r["config"]["split_seed"]) for r in records}
-    if len(splits) > 1:
+    members = [Run.open(r) for r in runs]
+    for run in members:
+        if not run.model.is_file():
+            raise DigitlabError(f"{run.path} is not a finished digitlab run (no model.keras)")
+    # Members must have been selected on one validation split, or the ensemble's calibration and
+    # selection would use images some member trained on.
+    splits = {(u.val_size, u.split_seed, u.subset) if (u := run.record.data) else None for run in members}
+    if len(splits) > 1 or None in splits:
         raise DigitlabError(
-            "the runs were validated on different splits (--val-size/--split-seed); an ensemble must not mix them"
+            "the runs were trained on different data (--val-size, --split-seed or --subset differ); "
+            "an ensemble must not mix them"
         )
     out = Path(out)
-    if (out / "model.keras").exists():
-        raise DigitlabError(f"{out} already holds a model; choose another --out")
+    if (out / Run.RECORD).exists():
+        raise DigitlabError(f"{out} already holds a run; choose another --out")
     inputs = keras.Input(INPUT_SHAPE)
-    members = []
-    for i, run in enumerate(runs):
-        member = load(run / "model.keras")
+    outputs = []
+    for i, run in enumerate(members):
+        member = load(run.model)
         member.name = f"member{i}_{member.name}"  # layer names must be unique in one model
-        members.append(member(inputs))
-    model = keras.Model(inputs, keras.layers.Average()(members), name="ensemble")
-    val_size, split_seed = splits.pop()
-    record = {
-        "name": out.name,
-        "created": _now(),
-        "status": "trained",
-        "config": {"model": "ensemble", "val_size": val_size, "split_seed": split_seed},
-        "members": [str(r) for r in runs],
-        "command": "digitlab ensemble " + " ".join(map(str, runs)) + f" --out {out}",
-        "params": model.count_params(),
-        "versions": versions(),
-        "machine": machine(),
-        "timings": {"train_s": sum(r.get("timings", {}).get("train_s", 0) for r in records)},
-    }
+        outputs.append(member(inputs))
+    model = keras.Model(inputs, keras.layers.Average()(outputs), name="ensemble")
     t0 = time.perf_counter()
+    used = members[0].record.data
     if data is None:
-        data = load_mnist(data_dir, val_size=val_size, split_seed=split_seed)
-    record["data"] = data.summary()
-    record["timings"]["load_s"] = round(time.perf_counter() - t0, 2)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "model.keras", model.save)
-    write_json(out / "run.json", record)
-    evaluate(out, data=data)
-    record = read_json(out / "run.json")
-    record.update(status="completed", finished=_now())
-    write_json(out / "run.json", record)
-    return out
+        data = load_split(used, data_dir)
+    run = Run.create(
+        out,
+        kind="ensemble",
+        status=Status.TRAINED,
+        members=[str(r.path) for r in members],
+        command="digitlab ensemble " + " ".join(str(r.path) for r in members) + f" --out {out}",
+        params=model.count_params(),
+        data=dataclasses.replace(used, negatives=0),
+        timings={
+            "train_s": sum(r.record.timings.get("train_s", 0) for r in members),
+            "load_s": round(time.perf_counter() - t0, 2),
+        },
+    )
+    write_atomic(run.model, model.save)
+    evaluate(run, data=data)
+    run.complete()
+    return run.path

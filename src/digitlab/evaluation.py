@@ -15,9 +15,10 @@ from sklearn.metrics import classification_report, confusion_matrix, log_loss
 from . import predict, robustness
 from .data import MNIST, load_mnist
 from .errors import DigitlabError
-from .files import read_json, write_json, write_text
+from .files import write_atomic, write_json, write_text
 from .outliers import validation_set
 from .predict import scale_temperature
+from .runs import DataUsed, Run
 
 CLASSES = [str(d) for d in range(10)]
 CALIBRATION_BINS = 15
@@ -44,6 +45,7 @@ def fit_serving(labels: np.ndarray, probs: np.ndarray, negatives: np.ndarray | N
     threshold = float(np.quantile(confidence, DECLINE_RATE))
     accepted = confidence >= threshold
     serving = {
+        "val_images": len(labels),
         "val_accuracy": float((probs.argmax(1) == labels).mean()),
         "temperature": temperature,
         "threshold": threshold,
@@ -112,59 +114,110 @@ def calibration(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarra
     return {"ece": float(ece), "bins": bins}
 
 
-def evaluate(run_dir: str | Path, data: MNIST | None = None, data_dir: str | Path | None = None) -> dict:
-    """Predict the test split with the run's model; write metrics.json, CSVs, plots, report.md."""
-    run_dir = Path(run_dir)
-    model_path = run_dir / "model.keras"
-    if not model_path.is_file():
-        raise DigitlabError(f"{run_dir} has no model.keras; is it a finished run? `digitlab runs` lists them")
+def evaluate(run: Run | str | Path, data: MNIST | None = None, data_dir: str | Path | None = None, model=None) -> dict:
+    """Predict the test split with the run's model; write metrics.json, CSVs, plots, report.md.
+    `model`: the model itself when it is not the run's model.keras (a foreign SavedModel or ONNX
+    file, adapted): a keras.Model, or a predict.Model with .probabilities()."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    if model is None and not run.model.is_file():
+        raise DigitlabError(f"{run.path} has no model.keras; is it a finished run? `digitlab runs` lists them")
 
-    from .models import load  # after the checks: a typo should not wait for TensorFlow
     from .report import write_report
 
-    record = read_json(run_dir / "run.json")
+    record = run.record
     if data is None:
-        config = record["config"]
-        data = load_mnist(data_dir, val_size=config["val_size"], split_seed=config["split_seed"])
+        data = load_split(record.data, data_dir)
     t0 = time.perf_counter()
-    model = load(model_path)
+    if model is None:
+        from .models import load  # after the checks: a typo should not wait for TensorFlow
+
+        model = load(run.model)
+    keras_model = not hasattr(model, "probabilities")
+    probabilities = (lambda x: model.predict(x, batch_size=1000, verbose=0)) if keras_model else model.probabilities
     full = len(data.y_train) >= 10_000  # subset runs (quick looks, tests) get token samples below
     negatives = validation_set(VAL_NEGATIVES if full else 100, data.x_val)
-    serving = fit_serving(
-        data.y_val,
-        model.predict(data.x_val, batch_size=1000, verbose=0),
-        model.predict(negatives, batch_size=1000, verbose=0) if len(negatives) else None,
-    )
-    write_json(run_dir / "serving.json", serving)
-    probs = model.predict(data.x_test, batch_size=1000, verbose=0)
+    serving = fit_serving(data.y_val, probabilities(data.x_val), probabilities(negatives) if len(negatives) else None)
+    write_json(run.serving, serving)
+    probs = probabilities(data.x_test)
     metrics = score(data.y_test, probs)
     metrics["serving"] = serving
-    metrics["model"] = record["config"]["model"]
-    metrics["params"] = model.count_params()
-    _write_tables(run_dir, metrics)
+    metrics["model"] = record.model
+    metrics["params"] = record.params = model.count_params() if keras_model else record.params
+    _write_tables(run, metrics)
     # The robustness suite, on a sample of the test split (subset runs: a token one, quick).
-    reader = predict.KerasModel(model_path, model)  # the model loaded above, with serving.json's calibration
+    if keras_model:  # the model loaded above, with serving.json's calibration
+        reader = predict.KerasModel(run.model, model)
+    else:
+        reader, model.info = model, {"name": record.name, **serving}
     suite = robustness.measure(reader, data.x_test, data.y_test, n=ROBUSTNESS_N if full else 20)
-    robustness.write(suite, run_dir)
+    robustness.write(suite, run.path)
     metrics["robustness"] = suite.summary()
-    write_report(run_dir, record, metrics, data, probs, robustness.markdown(suite))
-    write_json(run_dir / "metrics.json", metrics)
-    record.setdefault("timings", {})["evaluate_s"] = round(time.perf_counter() - t0, 2)
-    record["test_accuracy"] = metrics["test_accuracy"]
-    write_json(run_dir / "run.json", record)
+    write_report(run, metrics, data, probs, robustness.markdown(suite))
+    write_json(run.metrics, metrics)
+    record.timings["evaluate_s"] = round(time.perf_counter() - t0, 2)
+    record.test_accuracy = metrics["test_accuracy"]
+    run.save()
     return metrics
 
 
-def _write_tables(run_dir: Path, metrics: dict) -> None:
+def evaluate_file(
+    path: str | Path, out: str | Path | None = None, pixels: str | None = None, data_dir: str | Path | None = None
+) -> Path:
+    """A model trained elsewhere (.keras, .h5, SavedModel, .onnx) gets a run folder like any of
+    digitlab's: calibration fitted on validation, test figures, report. The calibration is also
+    written beside the file, so `digitlab predict --model FILE` declines as it should."""
+    from . import foreign
+    from .runs import new_run_dir
+
+    path = Path(path)
+    fmt = foreign.kind(path)
+    if fmt is None:
+        raise DigitlabError(
+            f"{path} is neither a run folder nor a model file digitlab reads (.keras, .h5, .onnx, SavedModel folder)"
+        )
+    out = Path(out) if out else new_run_dir(f"{path.stem or path.name}-evaluated")
+    if Run.is_run(out):
+        raise DigitlabError(f"{out} already holds a run; choose another --out")
+    t0 = time.perf_counter()
+    data = load_mnist(data_dir)
+    load_s = round(time.perf_counter() - t0, 2)
+    load = foreign.load_onnx if fmt == "onnx" else foreign.load_keras
+    model, found = load(path, data.x_val, data.y_val, pixels)
+    command = f"digitlab evaluate {path} --out {out}" + (f" --pixels {pixels}" if pixels else "")
+    used = DataUsed(**{k: v for k, v in data.summary().items() if k != "source"}, digest=data.digest())
+    run = Run.create(
+        out, kind="foreign", source=str(path), adapted=found, command=command, data=used, timings={"load_s": load_s}
+    )
+    if fmt not in ("onnx", "savedmodel"):  # a SavedModel inside Keras does not reload safely: keep its path
+        write_atomic(run.model, model.save)
+    try:
+        evaluate(run, data=data, model=model)
+    except BaseException as e:
+        run.fail(e)
+        raise
+    write_json(foreign.serving_file(path), {**run.read_serving(), "foreign": found})
+    run.complete()
+    return run.path
+
+
+def load_split(used: DataUsed | None, data_dir: str | Path | None = None) -> MNIST:
+    """The split a run was trained and selected on, --subset included: calibrating on more
+    validation images than the run had would describe another run."""
+    if used is None:  # a run from before the record said
+        return load_mnist(data_dir)
+    return load_mnist(data_dir, val_size=used.val_size, split_seed=used.split_seed).subset(used.subset)
+
+
+def _write_tables(run: Run, metrics: dict) -> None:
     confusion = np.array(metrics["confusion"])
     normalised = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
     header = "true\\predicted," + ",".join(CLASSES)
-    write_text(run_dir / "confusion.csv", _csv(header, confusion, "{:d}"))
-    write_text(run_dir / "confusion_normalized.csv", _csv(header, normalised, "{:.4f}"))
+    write_text(run.table("confusion"), _csv(header, confusion, "{:d}"))
+    write_text(run.table("confusion_normalized"), _csv(header, normalised, "{:.4f}"))
     rows = ["class,precision,recall,f1,support"]
     for c, r in metrics["per_class"].items():
         rows.append(f"{c},{r['precision']:.4f},{r['recall']:.4f},{r['f1-score']:.4f},{int(r['support'])}")
-    write_text(run_dir / "per_class.csv", "\n".join(rows) + "\n")
+    write_text(run.table("per_class"), "\n".join(rows) + "\n")
 
 
 def _csv(header: str, matrix: np.ndarray, fmt: str) -> str:

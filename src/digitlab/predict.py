@@ -1,7 +1,8 @@
 """Load any digitlab model for inference and read digits with it.
 
 A model is a run folder, a .keras file or an .onnx file (which runs on ONNX Runtime alone:
-serving it needs no TensorFlow). Each answers `probabilities(images)` for float32
+serving it needs no TensorFlow); or a model trained elsewhere (.keras, .h5, SavedModel, .onnx),
+adapted by foreign.py. Each answers `probabilities(images)` for float32
 (N, 28, 28, 1) images in [0, 1], and carries its serving calibration: the temperature and
 the decline threshold chosen on the validation split (serving.json, or ONNX metadata).
 """
@@ -15,7 +16,6 @@ from typing import Protocol
 import numpy as np
 
 from .errors import DigitlabError
-from .files import read_json
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default.onnx"
 META_PREFIX = "digitlab."  # ONNX metadata keys: digitlab.temperature, digitlab.threshold, ...
@@ -37,7 +37,9 @@ def scale_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
 def model_file(path: str | Path) -> Path:
     """A run folder means its model.keras; a file is itself."""
     path = Path(path)
-    return path / "model.keras" if path.is_dir() else path
+    from .runs import Run
+
+    return Run.model_in(path) if path.is_dir() else path
 
 
 class Model(Protocol):
@@ -48,14 +50,15 @@ class Model(Protocol):
 
 
 class KerasModel:
-    def __init__(self, path: Path, model=None):
-        """`model`: the Keras model at `path` when the caller has loaded it already."""
+    def __init__(self, path: Path, model=None, info: dict | None = None):
+        """`model`: the Keras model at `path` when the caller has loaded it already; `info`: its
+        calibration and card when it is not a run folder's (a foreign model's)."""
         from .models import load
 
         self.path = path
         self.model = model if model is not None else load(path)
         check_output(path, [tuple(o.shape) for o in self.model.outputs])  # Keras adapts (28, 28) inputs itself
-        self.info = model_info(path)
+        self.info = info if info is not None else model_info(path)
         check_calibration(path, self.info)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
@@ -64,18 +67,22 @@ class KerasModel:
         return self.model.predict(images, batch_size=KERAS_BATCH, verbose=0)
 
 
+def onnx_session(path: Path, threads: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads  # 0: one per core
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own untyped errors for unreadable models
+        raise DigitlabError(f"cannot load ONNX model {path}: {str(e).splitlines()[0]}") from None
+
+
 class OnnxModel:
     def __init__(self, path: Path, threads: int = 0):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads  # 0: one per core
         self.path = path
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # ORT raises its own untyped errors for unreadable models
-            raise DigitlabError(f"cannot load ONNX model {path}: {str(e).splitlines()[0]}") from None
+        self.session = onnx_session(path, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         check_input(path, [i.shape for i in inputs])
         check_output(path, [o.shape for o in outputs])
@@ -97,6 +104,41 @@ class OnnxModel:
         step = ONNX_BATCH
         chunks = [self.session.run(None, {self.input: images[i : i + step]})[0] for i in range(0, len(images), step)]
         return np.concatenate(chunks) if chunks else np.zeros((0, 10), np.float32)
+
+
+ONNX_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
+
+
+class AdaptedOnnxModel:
+    """An ONNX model trained elsewhere, behind OnnxModel's interface (foreign.py finds how):
+    images are scaled (x * scale + offset), reshaped to its layout, its logits softmaxed."""
+
+    def __init__(self, path: Path, session, layout: tuple, scale=1.0, offset=0.0, logits=False):
+        self.path, self.session, self.layout = path, session, layout
+        self.scale, self.offset, self.logits = scale, offset, logits
+        spec = session.get_inputs()[0]
+        self.input, self.dtype = spec.name, ONNX_TYPES[spec.type]
+        batch = spec.shape[0]
+        self.fixed = isinstance(batch, int) and batch > 0  # e.g. PyTorch exports traced with one image
+        self.step = batch if self.fixed else ONNX_BATCH
+        self.info: dict = {}
+
+    def raw(self, images: np.ndarray) -> np.ndarray:
+        """The model's own outputs for images already in its scale."""
+        images = np.asarray(images).reshape(-1, *self.layout).astype(self.dtype)
+        chunks = []
+        for i in range(0, len(images), self.step):
+            chunk = images[i : i + self.step]
+            if self.fixed and len(chunk) < self.step:  # pad to its fixed batch, then drop the padding
+                chunk = np.concatenate([chunk, np.zeros((self.step - len(chunk), *self.layout), self.dtype)])
+            chunks.append(self.session.run(None, {self.input: chunk})[0][: len(images) - i])
+        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 10), np.float32)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        from scipy.special import softmax
+
+        out = self.raw(np.asarray(images, np.float32) * self.scale + self.offset)
+        return softmax(out, axis=1).astype(np.float32) if self.logits else out
 
 
 def _fits(shapes: list, expected: tuple) -> bool:
@@ -130,30 +172,44 @@ def check_calibration(path: Path, info: dict) -> None:
 
 def model_info(keras_path: Path) -> dict:
     """What a run folder knows about its model: calibration, metrics, the command that made it."""
+    from .runs import Run
+
     folder = keras_path.parent
     info = {**UNCALIBRATED, "name": folder.name}
-    if (folder / "serving.json").is_file():
-        info.update(read_json(folder / "serving.json"))
-    if (folder / "metrics.json").is_file():
-        metrics = read_json(folder / "metrics.json")
-        info["metrics"] = {k: metrics[k] for k in ("test_accuracy", "test_errors", "test_size") if k in metrics}
-    if (folder / "run.json").is_file():
-        from .runs import reproduce
-
-        info["command"] = reproduce(read_json(folder / "run.json"))
+    if not Run.is_run(folder):  # a bare .keras file: no calibration to read
+        return info
+    run = Run.open(folder)
+    info.update(run.read_serving() or {})
+    metrics = run.read_metrics() or {}
+    info["metrics"] = {k: metrics[k] for k in ("test_accuracy", "test_errors", "test_size") if k in metrics}
+    info["command"] = run.reproduce()
     return info
 
 
-def load(path: str | Path | None = None) -> Model:
-    """A run folder (its model.keras), a .keras file or an .onnx file; None: the shipped default."""
+def load(path: str | Path | None = None, pixels: str | None = None, data_dir: str | Path | None = None) -> Model:
+    """A run folder (its model.keras), a .keras file or an .onnx file; None: the shipped default.
+    A model trained elsewhere is adapted (foreign.py): `pixels` says its pixel scale, else it is
+    detected on MNIST validation digits found in `data_dir` (or the usual places)."""
+    from . import foreign
+
+    if path is not None and foreign.is_foreign(path):
+        return foreign.load(path, pixels, data_dir)
+    if pixels is not None:
+        raise DigitlabError(
+            f"--pixels is for models trained elsewhere; {path or 'the shipped model'} is digitlab's own"
+        )
     path = model_file(path) if path is not None else DEFAULT_MODEL
     if not path.is_file():
-        raise DigitlabError(f"no model at {path}; give a run folder, a .keras or an .onnx file")
+        raise DigitlabError(
+            f"no model at {path}; give a run folder, a .keras, .h5 or .onnx file or a SavedModel folder"
+        )
     if path.suffix == ".onnx":
         return OnnxModel(path)
     if path.suffix == ".keras":
         return KerasModel(path)
-    raise DigitlabError(f"{path} is neither .keras nor .onnx; export it with `digitlab export`")
+    raise DigitlabError(
+        f"{path} is not a model digitlab reads; give a .keras, .h5 or .onnx file or a SavedModel folder"
+    )
 
 
 def read(model: Model, images: np.ndarray, top_k: int = 3, threshold: float | None = None) -> list[dict]:

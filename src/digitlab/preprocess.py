@@ -12,7 +12,6 @@ or a canvas drawing read without these steps is the usual reason a demo misreads
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +29,6 @@ STROKE = 2.2  # MNIST's typical stroke width at the 20 px scale, in pixels
 SPECK = 0.05  # components below this share of the largest are noise, not ink
 MIN_CONTRAST = 0.15  # ink must differ from paper by this much (of the 0-1 range)
 MAX_MARKS = 8  # a digit is one to three strokes; more separate marks of similar size is noise
-
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 @dataclass
@@ -51,16 +48,18 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
     alone carries none; phone photos are turned upright by their EXIF orientation."""
     name = "image" if isinstance(source, bytes) else str(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            if image.width * image.height == 0:
-                raise DigitlabError(f"{name} is empty (0 pixels)")
-            image.seek(0)  # first frame of an animation
-            image = ImageOps.exif_transpose(image)
-            image.load()
-            image = _reduce(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        if image.width * image.height == 0:
+            raise DigitlabError(f"{name} is empty (0 pixels)")
+        # Checked from the header, before any pixel is decoded; PIL's own limit (a process-wide
+        # setting that is the caller's, not ours) is far higher.
+        if image.width * image.height > MAX_PIXELS:
+            raise Image.DecompressionBombError(name)
+        image.seek(0)  # first frame of an animation
+        image = ImageOps.exif_transpose(image)
+        image.load()
+        image = _reduce(image)
+    except Image.DecompressionBombError:
         raise DigitlabError(f"{name} is too large (over {MAX_PIXELS:,} pixels); send a smaller image") from None
     except FileNotFoundError:
         raise DigitlabError(f"{name}: no such file") from None

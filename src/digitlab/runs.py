@@ -1,36 +1,354 @@
-"""Run folders: find them, read their config, tell their status. No Keras import."""
+"""Run folders: the one module that names their files and reads and writes run.json.
+
+A run folder holds everything needed to reproduce, resume and judge one model:
+  run.json                 the Record below: what was asked, what data was used, what happened
+  model.keras              the kept model (best validation loss), Keras' native format
+  best.keras, backup/      the best checkpoint so far and the last epoch's state, for --resume
+  history.csv/.json, logs/ per-epoch figures (logs/: TensorBoard)
+  serving.json             temperature and decline threshold, chosen on validation
+  metrics.json, report.md  the test figures, read once at the end, and the report with its plots
+
+Three kinds of run share the layout: "train" (digitlab trained it from a TrainConfig),
+"ensemble" (members averaged) and "foreign" (a model file trained elsewhere, evaluated here).
+No Keras import here: listing runs and predicting stay fast.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import enum
+import json
 import os
 import platform
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from . import __version__
 from .config import TrainConfig
 from .errors import DigitlabError
-from .files import read_json
+from .files import read_json, write_json
 
 
-def list_runs(root: str | Path) -> list[dict]:
-    """Every run.json under `root`, oldest first, each with its folder as `path`."""
-    records = (read_json(p) | {"path": p.parent} for p in Path(root).glob("*/run.json"))
-    return sorted(records, key=lambda r: r.get("created", ""))
+class Status(str, enum.Enum):
+    RUNNING = "running"
+    TRAINED = "trained"  # weights written; the test evaluation has not finished
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CRASHED = "crashed"  # never written: a "running" run whose process is gone (see Run.status)
 
 
-def load_config(run_dir: str | Path) -> TrainConfig:
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise DigitlabError(f"{run_dir} is not a digitlab run folder (no run.json)")
-    return TrainConfig(**read_json(path)["config"])
+@dataclass
+class DataUsed:
+    """The data a run actually saw: its sizes after --subset, and a digest of the arrays."""
+
+    train: int
+    val: int
+    test: int
+    val_size: int = 10_000
+    split_seed: int = 0
+    subset: int | None = None
+    negatives: int = 0  # non-digit images added to the training set (--negatives)
+    digest: str | None = None  # data.MNIST.digest(): the same digest, the same images and labels
+    source: str = ""
 
 
-def run_status(record: dict) -> str:
-    """The recorded status, except that a 'running' run whose process is gone (killed with
-    SIGKILL, power cut) could not write its own end: it is reported as 'crashed'."""
-    status = record.get("status", "unknown")
-    if status == "running" and record.get("host") == platform.node() and not _alive(record.get("pid")):
-        return "crashed"
-    return status
+@dataclass
+class Best:
+    epoch: int  # 1-based
+    val_loss: float
+    val_accuracy: float
+
+
+@dataclass
+class Record:
+    """run.json: one typed owner for everything a run records."""
+
+    name: str
+    kind: str = "train"  # train | ensemble | foreign
+    config: TrainConfig | None = None  # kind "train" only
+    status: Status = Status.RUNNING
+    created: str = ""
+    finished: str | None = None
+    error: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    precision: str | None = None  # what "auto" meant on the machine that trained it
+    data: DataUsed | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # load_s, train_s (across resumes), evaluate_s
+    params: int | None = None
+    epochs_run: int | None = None
+    best: Best | None = None
+    test_accuracy: float | None = None
+    members: list[str] = field(default_factory=list)  # an ensemble's runs
+    source: str | None = None  # a foreign model's file
+    adapted: dict | None = None  # what digitlab found a foreign model to take and give (foreign.py)
+    command: str | None = None  # how an ensemble or a foreign evaluation was made
+    resumed: int = 0
+    pid: int | None = None
+    host: str | None = None
+
+    @property
+    def model(self) -> str:
+        if self.config is not None:
+            return self.config.model
+        return self.kind if self.kind == "ensemble" else Path(self.source or self.name).name
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: Path) -> Record:
+        """Today's run.json, or one written by an earlier digitlab (fields added since take
+        their defaults; an ensemble's old pseudo-config becomes its data split)."""
+        raw = dict(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        config = raw.pop("config", None)
+        if isinstance(config, dict) and isinstance(raw.get("data"), dict):  # older records: the split is in config
+            split = {k: config[k] for k in ("val_size", "split_seed", "subset") if k in config}
+            raw["data"] = {**split, **raw["data"]}
+        if isinstance(config, dict) and config.get("model") == "ensemble":
+            raw.setdefault("kind", "ensemble")
+            config = None
+        try:
+            record = cls(**{k: v for k, v in raw.items() if k in known})
+            record.config = _config(config) if config is not None else None
+            record.status = Status(record.status)
+            if isinstance(record.data, dict):
+                data = record.data
+                record.data = DataUsed(**{k: v for k, v in data.items() if k in DataUsed.__dataclass_fields__})
+            if isinstance(record.best, dict):
+                record.best = Best(**record.best)
+        except (TypeError, ValueError) as e:
+            raise DigitlabError(f"{where} is a run record this digitlab cannot read ({e}); retrain the run") from None
+        return record
+
+
+def _config(raw: dict) -> TrainConfig:
+    unknown = set(raw) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"settings unknown to this version: {', '.join(sorted(unknown))}")
+    return TrainConfig(**raw)
+
+
+class Run:
+    """A run folder and its record. Create one with Run.create(), find one with Run.open()."""
+
+    RECORD = "run.json"
+
+    def __init__(self, path: str | Path, record: Record):
+        self.path, self.record = Path(path), record
+        self.json = self.path / self.RECORD
+        self.model = self.model_in(self.path)
+        self.best = self.path / "best.keras"
+        self.backup = self.path / "backup"
+        self.history_csv = self.path / "history.csv"
+        self.history_json = self.path / "history.json"
+        self.logs = self.path / "logs"
+        self.serving = self.path / "serving.json"
+        self.metrics = self.path / "metrics.json"
+        self.report = self.path / "report.md"
+
+    @staticmethod
+    def model_in(folder: str | Path) -> Path:
+        """Where a run folder keeps its model (for readers that need no record: predict)."""
+        return Path(folder) / "model.keras"
+
+    def figure(self, name: str) -> Path:
+        return self.path / f"{name}.png"
+
+    def table(self, name: str) -> Path:
+        return self.path / f"{name}.csv"
+
+    @classmethod
+    def create(cls, path: str | Path, kind: str = "train", config: TrainConfig | None = None, **fields) -> Run:
+        """A new run folder, its record written before any other file."""
+        path = Path(path)
+        record = Record(
+            name=path.name,
+            kind=kind,
+            config=config,
+            created=now(),
+            versions=versions(),
+            machine=machine(),
+            pid=os.getpid(),
+            host=platform.node(),
+            **fields,
+        )
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path, record)
+        run.save()
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        path = Path(path)
+        if not (path / cls.RECORD).is_file():
+            raise DigitlabError(f"{path} is not a digitlab run folder (no {cls.RECORD}); `digitlab runs` lists them")
+        try:
+            raw = read_json(path / cls.RECORD)
+        except (OSError, json.JSONDecodeError) as e:
+            raise DigitlabError(f"cannot read {path / cls.RECORD} ({e}); the run record is damaged") from None
+        if not isinstance(raw, dict):
+            raise DigitlabError(f"{path / cls.RECORD} is not a run record (a JSON object)")
+        return cls(path, Record.from_dict(raw, path / cls.RECORD))
+
+    @classmethod
+    def is_run(cls, path: str | Path) -> bool:
+        return (Path(path) / cls.RECORD).is_file()
+
+    def save(self) -> None:
+        write_json(self.json, self.record.to_dict())
+
+    # --- the life of a run -------------------------------------------------------------
+
+    def resume(self, config: TrainConfig) -> None:
+        """Mark this unfinished run of `config` running again (train --resume, or an
+        interrupted comparison picking up)."""
+        if self.record.status == Status.COMPLETED:
+            raise DigitlabError(f"{self.path} already holds a completed run; choose another --out")
+        if self.record.config != config:
+            raise DigitlabError(
+                f"{self.path} holds a run with other settings; resume it with `digitlab train --resume {self.path}` "
+                "or choose another --out"
+            )
+        self.record.resumed += 1
+        self.record.status, self.record.error, self.record.finished = Status.RUNNING, None, None
+        self.record.pid, self.record.host = os.getpid(), platform.node()
+        self.save()
+
+    def complete(self) -> None:
+        self.record.status, self.record.finished = Status.COMPLETED, now()
+        self.save()
+
+    def fail(self, error: BaseException) -> None:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        self.record.status = Status.INTERRUPTED if interrupted else Status.FAILED
+        self.record.error = None if interrupted else f"{type(error).__name__}: {error}".strip()
+        self.record.finished = now()
+        self.save()
+
+    @property
+    def status(self) -> Status:
+        """The recorded status, except that a running run whose process is gone (SIGKILL, a
+        power cut) could not write its own end: it is reported as crashed."""
+        r = self.record
+        if r.status == Status.RUNNING and r.host == platform.node() and not _alive(r.pid):
+            return Status.CRASHED
+        return r.status
+
+    def matches(self, config: TrainConfig, digest: str | None = None) -> bool:
+        """Is this a finished run of exactly what was asked: the same settings, the same
+        digitlab version (a model's architecture may change between versions) and, when
+        known on both sides, the same data?"""
+        r = self.record
+        same_data = digest is None or r.data is None or r.data.digest in (None, digest)
+        return (
+            r.status == Status.COMPLETED
+            and r.config == config
+            and r.versions.get("digitlab") == __version__
+            and same_data
+        )
+
+    def reproduce(self) -> str:
+        """A command that makes this run again."""
+        if self.record.command:
+            return self.record.command
+        if self.record.config is None:
+            return ""
+        return f"digitlab train {self.record.config.cli_args()}"  # into a new folder: this one is taken
+
+    # --- the files other modules read ------------------------------------------------------
+
+    def read_metrics(self) -> dict | None:
+        return read_json(self.metrics) if self.metrics.is_file() else None
+
+    def read_serving(self) -> dict | None:
+        return read_json(self.serving) if self.serving.is_file() else None
+
+    def read_history(self) -> dict | None:
+        return read_json(self.history_json) if self.history_json.is_file() else None
+
+
+def list_runs(root: str | Path) -> list[Run]:
+    """Every run under `root`, nested folders too (compare's and tune's), oldest first.
+    A record this version cannot read is skipped: `digitlab runs` lists what it can."""
+    found = []
+    for path in sorted(Path(root).rglob(Run.RECORD)):
+        try:
+            found.append(Run.open(path.parent))
+        except DigitlabError:
+            continue
+    return sorted(found, key=lambda r: r.record.created)
+
+
+def new_run_dir(model: str, root: str | Path = "runs") -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{model}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"{model}-{stamp}-{n}"
+    return path
+
+
+def versions() -> dict[str, str]:
+    """The package versions that made a run, and the source's git commit when there is one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"digitlab": __version__, "python": platform.python_version()}
+    for name in ("keras", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn", "onnxruntime"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    commit = git_commit()
+    if commit:
+        found["git"] = commit
+    return found
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout digitlab runs from, "+dirty" with uncommitted changes; None for an
+    installed wheel or without git."""
+    source = Path(__file__).resolve().parent
+    try:
+        # Installed (a wheel in a venv that happens to sit inside some checkout): not ours.
+        tracked = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", Path(__file__).name], cwd=source, capture_output=True, timeout=5
+        )
+        if tracked.returncode != 0:
+            return None
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _alive(pid: int | None) -> bool:
@@ -43,8 +361,3 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def reproduce(record: dict) -> str:
-    """The command that made a run: recorded (ensembles) or derived from its config."""
-    return record.get("command") or "digitlab train " + TrainConfig(**record["config"]).cli_args()

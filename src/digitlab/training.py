@@ -1,21 +1,13 @@
-"""Train one model into a run folder: weights, checkpoints, history, logs and run.json.
+"""Train one model into a run folder (runs.Run names its files): the hot loop is Keras' fit.
 
-A run folder holds everything needed to reproduce, resume and judge the run:
-  run.json        config, versions, machine, timings, status (running/completed/failed)
-  model.keras     the final model (best validation loss), Keras' native format
-  best.keras      the best checkpoint so far, updated during training
-  backup/         the last epoch's full state (weights, optimizer, epoch) for --resume
-  history.csv/json, logs/ (TensorBoard)
-Model selection (early stopping, best checkpoint) looks at the validation split only.
+Model selection (early stopping, best checkpoint) looks at the validation split only; the test
+split is read once, by evaluation.evaluate() at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime as dt
 import os
-import platform
 import shutil
 import sys
 import time
@@ -23,52 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .augment import trainer_for
 from .backend import keras, tf
 from .config import TrainConfig
 from .data import MNIST, load_mnist
-from .errors import DigitlabError
-from .files import DISK_ERRORS, read_json, write_atomic, write_json
-from .models import adapt, build
+from .errors import DigitlabError, Interrupted
+from .files import DISK_ERRORS, write_atomic, write_json
+from .models import build
 from .outliers import NOT_A_DIGIT, with_negatives
-
-
-def versions() -> dict[str, str]:
-    import sklearn
-
-    return {
-        "digitlab": __version__,
-        "python": platform.python_version(),
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
-
-
-def machine() -> dict[str, object]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-    }
+from .pca import adapt
+from .runs import Best, DataUsed, Run, Status, new_run_dir
 
 
 def seed_everything(seed: int) -> None:
     """Same seed, same data -> the same weights on CPU, bit for bit."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def take_subset(data: MNIST, n: int | None) -> MNIST:
-    if n is None or n >= len(data.y_train):
-        return data
-    # The validation share shrinks with it, so a quick run stays quick; test stays whole.
-    n_val = max(n // 5, 10)
-    return dataclasses.replace(
-        data, x_train=data.x_train[:n], y_train=data.y_train[:n], x_val=data.x_val[:n_val], y_val=data.y_val[:n_val]
-    )
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -94,18 +56,18 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     the best loss and epoch from history.csv, the epochs waited since, and the best weights
     from best.keras (Keras' own callback forgets all of it at the start of every fit)."""
 
-    def __init__(self, run_dir: Path, model: keras.Model, patience: int):
+    def __init__(self, run: Run, model: keras.Model, patience: int):
         super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
-        self.run_dir, self.target = run_dir, model
+        self.run, self.target = run, model
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        history = _full_history(self.run_dir, {})
-        if history.get("val_loss") and (self.run_dir / "best.keras").is_file():
+        history = _full_history(self.run, {})
+        if history.get("val_loss") and self.run.best.is_file():
             losses = history["val_loss"]
             self.best_epoch = int(np.argmin(losses))
             self.best, self.wait = float(losses[self.best_epoch]), len(losses) - 1 - self.best_epoch
-            best = keras.saving.load_model(self.run_dir / "best.keras", compile=False)
+            best = keras.saving.load_model(self.run.best, compile=False)
             if self.target is self.model:
                 self.best_weights = best.get_weights()
             else:  # training wraps the model (augmentation): the wrapper's weight list, best inside
@@ -231,16 +193,6 @@ def targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
     return rows
 
 
-def new_run_dir(model: str, root: str | Path = "runs") -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(root) / f"{model}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = Path(root) / f"{model}-{stamp}-{n}"
-    return path
-
-
 def train(
     config: TrainConfig | None = None,
     data: MNIST | None = None,
@@ -261,37 +213,54 @@ def train(
     t0 = time.perf_counter()
     if data is None:
         data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
-    data = take_subset(data, config.subset)
+    data = data.subset(config.subset)
     load_s = round(time.perf_counter() - t0, 2)
     run_dir = Path(out) if out else new_run_dir(config.model)
-    new_run = not (run_dir / "run.json").exists()
-    record = _start_record(run_dir, config)
-    record["data"] = data.summary()
-    policy = record["precision"] = resolve_precision(config.precision)  # what "auto" meant on this machine
-    timings = record.setdefault("timings", {})
-    timings["load_s"] = load_s
+    new_run = not Run.is_run(run_dir)
     try:
-        write_json(run_dir / "run.json", record)
-
+        if new_run:
+            run = Run.create(run_dir, config=config)
+        else:
+            run = Run.open(run_dir)
+            run.resume(config)
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        raise DigitlabError(
+            f"cannot write the run folder {run_dir} ({os.strerror(e.errno)}); free some space or choose another --out"
+        ) from None
+    record = run.record
+    record.data = DataUsed(
+        **{k: v for k, v in data.summary().items() if k != "source"},
+        val_size=config.val_size,
+        split_seed=config.split_seed,
+        subset=config.subset,
+        digest=data.digest(),
+        source=data.source,
+    )
+    record.precision = resolve_precision(config.precision)  # what "auto" meant on this machine
+    record.timings["load_s"] = load_s
+    try:
+        run.save()
         seed_everything(config.seed)
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
-        with precision(policy):
+        with precision(record.precision):
             t0 = time.perf_counter()  # training time includes fitting what adapt() fits
             model = build(config.model, **config.model_params)
             adapt(model, data.x_train, config.seed)  # a resumed run's backup overwrites this
             # Augmentation wraps the model for training only; `model` itself is what gets saved.
             trainer = trainer_for(model, config)
             x_train, y_train = with_negatives(data.x_train, data.y_train, config.negatives, config.seed)
-            record["data"]["negatives"] = len(x_train) - len(data.x_train)
+            record.data.negatives = len(x_train) - len(data.x_train)
             train_batches = prepare_fit(trainer, config, x_train, targets(y_train, config))
             val_batches = batches(data.x_val, targets(data.y_val, config), config.batch_size, shuffle=False)
             all_callbacks = [
-                keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-                ResumableEarlyStopping(run_dir, model, config.patience),
-                AtomicCheckpoint(run_dir / "best.keras", model, best=_best_loss(run_dir)),
-                keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-                keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
+                keras.callbacks.BackupAndRestore(str(run.backup)),
+                ResumableEarlyStopping(run, model, config.patience),
+                AtomicCheckpoint(run.best, model, best=_best_loss(run)),
+                keras.callbacks.CSVLogger(str(run.history_csv), append=True),
+                keras.callbacks.TensorBoard(log_dir=str(run.logs)),
                 *(callbacks or []),
             ]
             fit = trainer.fit(
@@ -302,82 +271,47 @@ def train(
                 callbacks=all_callbacks,
                 verbose=verbose,
             )
-        timings["train_s"] = round(timings.get("train_s", 0) + time.perf_counter() - t0, 2)  # across resumes
+        record.timings["train_s"] = round(record.timings.get("train_s", 0) + time.perf_counter() - t0, 2)
         model = as_float32(model, config.model, config.model_params)
-        write_atomic(run_dir / "model.keras", model.save)
-        history = _full_history(run_dir, fit.history)
-        write_json(run_dir / "history.json", history)
+        write_atomic(run.model, model.save)
+        history = _full_history(run, fit.history)
+        write_json(run.history_json, history)
         best = int(np.argmin(history["val_loss"]))
-        record["params"] = model.count_params()
-        record["epochs_run"] = len(history["val_loss"])
-        record["best"] = {
-            "epoch": best + 1,
-            "val_loss": history["val_loss"][best],
-            "val_accuracy": history["val_accuracy"][best],
-        }
-        record["status"] = "trained"
-        write_json(run_dir / "run.json", record)
+        record.params = model.count_params()
+        record.epochs_run = len(history["val_loss"])
+        record.best = Best(best + 1, history["val_loss"][best], history["val_accuracy"][best])
+        record.status = Status.TRAINED
+        run.save()
         if evaluate_after:
             from .evaluation import evaluate
 
-            evaluate(run_dir, data=data)
-            record = read_json(run_dir / "run.json")  # evaluate adds its timing
-        record["status"] = "completed"
-        record["finished"] = _now()
-        write_json(run_dir / "run.json", record)
-        return run_dir
+            evaluate(run, data=data)
+        run.complete()
+        return run.path
     except BaseException as e:
         if isinstance(e, OSError) and e.errno in DISK_ERRORS:
             # A full or read-only disk: a new run with no finished epoch has nothing to resume,
             # so nothing of it is left behind; a longer one keeps its backup for --resume.
-            if new_run and not _full_history(run_dir, {}):
-                shutil.rmtree(run_dir, ignore_errors=True)
+            if new_run and not _full_history(run, {}):
+                shutil.rmtree(run.path, ignore_errors=True)
                 raise DigitlabError(
-                    f"cannot write the run folder {run_dir} ({os.strerror(e.errno)}); "
+                    f"cannot write the run folder {run.path} ({os.strerror(e.errno)}); "
                     "free some space or choose another --out"
                 ) from None
             raise DigitlabError(
-                f"cannot write {e.filename or run_dir} ({os.strerror(e.errno)}); "
-                f"free some space, then `digitlab train --resume {run_dir}`"
+                f"cannot write {e.filename or run.path} ({os.strerror(e.errno)}); "
+                f"free some space, then `digitlab train --resume {run.path}`"
             ) from None
-        record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        record["error"] = f"{type(e).__name__}: {e}".strip()
-        record["finished"] = _now()
-        write_json(run_dir / "run.json", record)
+        run.fail(e)
+        if isinstance(e, KeyboardInterrupt):
+            raise Interrupted(f"interrupted; go on with `digitlab train --resume {run.path}`") from None
         raise
 
 
-def _start_record(run_dir: Path, config: TrainConfig) -> dict:
-    """A new run.json, or the existing one when resuming the same config."""
-    path = run_dir / "run.json"
-    if path.exists():
-        record = read_json(path)
-        if record.get("status") == "completed":
-            raise DigitlabError(f"{run_dir} already holds a completed run; choose another --out")
-        if TrainConfig(**record.get("config", {})) != config:  # fields added since read as defaults
-            raise DigitlabError(
-                f"{run_dir} holds a run with another config; resume it with `digitlab train --resume {run_dir}` "
-                "or choose another --out"
-            )
-        record["resumed"] = record.get("resumed", 0) + 1
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record = {
-            "name": run_dir.name,
-            "created": _now(),
-            "config": dataclasses.asdict(config),
-            "versions": versions(),
-            "machine": machine(),
-        }
-    record.update(status="running", error=None, finished=None, pid=os.getpid(), host=platform.node())
-    write_json(path, record)
-    return record
-
-
-def _full_history(run_dir: Path, last_fit: dict) -> dict[str, list[float]]:
+def _full_history(run: Run, last_fit: dict) -> dict[str, list[float]]:
     """The history of every fit of this run: history.csv spans resumed fits. An epoch redone
     after a kill may appear twice; its last row wins."""
-    csv = run_dir / "history.csv"
+    csv = run.history_csv
     if not csv.is_file() or len(csv.read_text().splitlines()) < 2:  # killed before an epoch ended
         return {k: [float(v) for v in vs] for k, vs in last_fit.items()}
     rows = np.atleast_1d(np.genfromtxt(csv, delimiter=",", names=True))
@@ -386,11 +320,7 @@ def _full_history(run_dir: Path, last_fit: dict) -> dict[str, list[float]]:
     return {name: rows[name][keep].tolist() for name in rows.dtype.names if name != "epoch"}
 
 
-def _best_loss(run_dir: Path) -> float:
+def _best_loss(run: Run) -> float:
     """The best validation loss of the epochs already run (a resumed run), else infinity."""
-    losses = _full_history(run_dir, {}).get("val_loss")
+    losses = _full_history(run, {}).get("val_loss")
     return float(min(losses)) if losses else np.inf
-
-
-def _now() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 
 from .config import TrainConfig
 from .errors import DigitlabError
-from .files import read_json, write_atomic, write_json
+from .files import write_json
+from .progress import overall
+from .runs import Run
 
 BATCH_SIZES = [64, 128, 256]
 
@@ -42,16 +46,17 @@ def open_study(name: str, storage_url: str, heartbeat: int = 10, create: bool = 
     import optuna
     import sqlalchemy.exc
 
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         for attempt in range(5):
             try:
-                storage = optuna.storages.RDBStorage(
-                    storage_url,
-                    heartbeat_interval=heartbeat,
-                    grace_period=2 * heartbeat,
-                    engine_kwargs={"pool_pre_ping": True},
-                )
+                with warnings.catch_warnings():  # heartbeats are "experimental"; they work, and we rely on them
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    storage = optuna.storages.RDBStorage(
+                        storage_url,
+                        heartbeat_interval=heartbeat,
+                        grace_period=2 * heartbeat,
+                        engine_kwargs={"pool_pre_ping": True},
+                    )
                 break
             except sqlalchemy.exc.SQLAlchemyError as e:
                 # Workers started together on a fresh database all create its tables; the losers
@@ -87,6 +92,17 @@ def default_storage(out: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+def study_folder(study, out: Path, create: bool = True) -> Path:
+    """The folder of this study's trial runs and plots. Its name is drawn once and kept in the
+    study, so a study of the same name in another storage (or one deleted and made again) never
+    meets the trial runs of this one."""
+    name = study.user_attrs.get("folder")
+    if name is None and create:
+        study.set_user_attr("folder", f"{study.study_name}-{uuid.uuid4().hex[:8]}")
+        name = study.user_attrs["folder"]  # read back: of two workers starting together, one name wins
+    return out / (name or study.study_name)  # a study from before folders were named: its plain name
+
+
 def tune(
     model: str,
     trials: int | None = 20,
@@ -111,11 +127,11 @@ def tune(
     check_name(model)
     if model not in SPACES:
         raise DigitlabError(f"model '{model}' declares no search space; give it one in models.py")
-    out = Path(out)
-    study_name = study_name or model
-    storage = storage or default_storage(out)
-    study = open_study(study_name, storage, heartbeat)
-    data = load_mnist(data_dir)
+    TrainConfig.for_model(model, epochs=epochs, subset=subset, seed=seed).check()  # bad options: before any trial
+    data = load_mnist(data_dir)  # first: missing data must not leave an empty study behind
+    study = open_study(study_name or model, storage or default_storage(out), heartbeat)
+    folder = study_folder(study, Path(out))
+    mine: dict[int, str] = {}  # this worker's trials, and the error of each that failed
 
     class Pruning(keras.callbacks.Callback):
         """Reports each epoch's validation accuracy; stops the fit when the pruner says so."""
@@ -130,6 +146,7 @@ def tune(
                 self.pruned, self.model.stop_training = True, True
 
     def objective(trial) -> float:
+        mine[trial.number] = ""
         config = TrainConfig.for_model(
             model,
             epochs=epochs,
@@ -138,70 +155,121 @@ def tune(
             **training_space(trial),
             model_params=SPACES[model](trial),
         )
-        pruning = Pruning(trial)
-        run = train(
-            config,
-            data=data,
-            out=out / study_name / f"trial-{trial.number:04d}",
-            evaluate_after=False,
-            verbose=0,
-            callbacks=[pruning],
-        )
-        trial.set_user_attr("run_dir", str(run))
         trial.set_user_attr("config", dataclasses.asdict(config))
+        pruning = Pruning(trial)
+        try:
+            run = train(
+                config,
+                data=data,
+                out=folder / f"trial-{trial.number:04d}",
+                evaluate_after=False,
+                verbose=0,
+                callbacks=[pruning],
+            )
+        except DigitlabError as e:  # the user's to fix: one line, and the study goes on
+            mine[trial.number] = str(e)
+            print(f"trial {trial.number} failed: {e}", file=sys.stderr)
+            return float("nan")  # Optuna records a NaN objective as a failed trial, without a traceback
+        trial.set_user_attr("run_dir", str(run))
         if pruning.pruned:
             raise optuna.TrialPruned()
-        return float(read_json(run / "run.json")["best"]["val_accuracy"])  # validation only
+        return Run.open(run).record.best.val_accuracy  # validation only
 
-    # A trial that raises is recorded as failed and the worker goes on with the next one.
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,))
-    return report(study, out / study_name)
+    bar = overall("tune")
+    task = bar.add_task(f"study {study.study_name}", total=trials)
+
+    def finished(study, trial) -> None:
+        value = f" {trial.value:.2%}" if trial.value is not None and trial.value == trial.value else ""
+        settings = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        bar.console.print(f"trial {trial.number} {trial.state.name.lower()}{value}: {settings}", soft_wrap=True)
+        bar.advance(task)
+
+    # Our line per trial instead of Optuna's; its warnings (a failed trial) still show.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with bar:
+            # A trial that raises is recorded as failed and the worker goes on with the next one.
+            study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,), callbacks=[finished])
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False) if t.number in mine}
+    if mine and all(s == optuna.trial.TrialState.FAIL for s in states.values()):
+        first = next((e for e in mine.values() if e), "see the errors above")
+        raise DigitlabError(f"every trial of this worker failed ({len(mine)}); the first: {first}")
+    return report(study, folder)
 
 
 def report(study, folder: Path) -> dict:
-    """best.json, plots and a summary of the study as it stands (all workers' trials)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """best.json, plots, report.md and .html, and a summary of the study as it stands (all workers' trials)."""
     import optuna
-    from optuna.visualization import matplotlib as plots
+
+    from .files import write_text
+    from .html import write_html
+    from .plots import plot_study
 
     folder.mkdir(parents=True, exist_ok=True)
     states = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
     summary = {
         "study": study.study_name,
+        "folder": str(folder),
         "trials": len(trials),
         "by_state": {
             s.name.lower(): sum(t.state == s for t in trials) for s in states if any(t.state == s for t in trials)
         },
     }
     complete = [t for t in trials if t.state == states.COMPLETE]
-    if not complete:
-        return summary
-    best = study.best_trial
-    summary["best"] = {
-        "trial": best.number,
-        "val_accuracy": best.value,
-        "params": best.params,
-        "run_dir": best.user_attrs.get("run_dir"),
-    }
-    write_json(folder / "best.json", best.user_attrs["config"])
-    summary["best_json"] = str(folder / "best.json")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # optuna's matplotlib backend is marked experimental
-        figures = {"history.png": plots.plot_optimization_history, "parallel.png": plots.plot_parallel_coordinate}
-        if len(complete) >= 2:
-            figures["importances.png"] = plots.plot_param_importances
-        for name, plot in figures.items():
-            try:
-                ax = plot(study)
-            except (ValueError, RuntimeError):  # e.g. importances when every trial shares the same values
-                continue
-            fig = (ax if hasattr(ax, "get_figure") else ax.flat[0]).get_figure()
-            fig.set_size_inches(9, 5)
-            write_atomic(folder / name, lambda tmp, fig=fig: fig.savefig(tmp, dpi=100, bbox_inches="tight"))
-            plt.close(fig)
-            summary.setdefault("plots", []).append(str(folder / name))
+    if complete:
+        best = study.best_trial
+        summary["best"] = {
+            "trial": best.number,
+            "val_accuracy": best.value,
+            "params": best.params,
+            "run_dir": best.user_attrs.get("run_dir"),
+        }
+        write_json(folder / "best.json", best.user_attrs["config"])
+        summary["best_json"] = str(folder / "best.json")
+        summary["plots"] = [str(p) for p in plot_study(study.study_name, complete, folder)]
+    write_text(folder / "report.md", study_markdown(summary))
+    summary["report"] = str(write_html(folder / "report.md"))
     return summary
+
+
+def study_markdown(summary: dict) -> str:
+    """The study in report.md: its trials by state, the best trial and its settings, the plots."""
+    counts = ", ".join(f"{n} {state}" for state, n in summary["by_state"].items()) or "none yet"
+    lines = [
+        f"# digitlab tuning study: {summary['study']}",
+        "",
+        f"{summary['trials']} trials ({counts}), each a training run scored on the validation split only; "
+        f"their run folders are in `{summary['folder']}`.",
+        "",
+        "| state | trials |",
+        "|---|---|",
+        *(f"| {state} | {n} |" for state, n in summary["by_state"].items()),
+        "",
+        "## Best trial",
+        "",
+    ]
+    best = summary.get("best")
+    if best is None:
+        return "\n".join([*lines, "No trial has completed yet.", ""])
+    run = Path(best["run_dir"]).name if best["run_dir"] else "no run folder recorded"
+    lines += [
+        f"Trial **{best['trial']}**: validation accuracy **{best['val_accuracy']:.2%}** (run `{run}`).",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *(
+            f"| {name} | {v:.4g} |" if isinstance(v, float) else f"| {name} | {v} |"
+            for name, v in best["params"].items()
+        ),
+        "",
+        "Its complete training config is best.json: `digitlab train --params best.json` trains it again.",
+        "",
+    ]
+    titles = {"history": "Optimisation history", "settings": "Each setting against validation accuracy"}
+    for plot in map(Path, summary["plots"]):
+        lines += [f"## {titles.get(plot.stem, plot.stem)}", "", f"![{plot.stem}]({plot.name})", ""]
+    return "\n".join(lines)
