@@ -175,7 +175,7 @@ def test_serve_options_are_checked_in_one_line():
 def test_the_command_s_default_wait_is_the_server_s():
     import inspect
 
-    from digitlab import cli
+    from digitlab import cli_use
     from digitlab.serve_limits import QUEUE_WAIT
 
-    assert inspect.signature(cli.serve).parameters["queue_wait"].default == QUEUE_WAIT
+    assert inspect.signature(cli_use.serve).parameters["queue_wait"].default == QUEUE_WAIT
