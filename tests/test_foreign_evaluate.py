@@ -86,3 +86,22 @@ def test_what_is_not_a_model_is_one_line(tmp_path, data_dir):
         result = digitlab("evaluate", str(path), "--data-dir", str(data_dir))
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
     assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["notes.txt"])  # nothing left behind
+
+
+def test_a_savedmodel_is_graded_and_two_graded_models_make_an_ensemble(built, evaluated, data_dir, tmp_path):
+    saved = tmp_path / "cnn_savedmodel"
+    shutil.copytree(built["savedmodel"][0], saved)
+    out = tmp_path / "saved-run"
+    result = digitlab("evaluate", str(saved), "--out", str(out), "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    assert (saved / "serving.json").is_file() and not (out / "model.keras").exists()  # kept as its folder
+    pixels255 = tmp_path / "pixels255.keras"
+    shutil.copy(built["255"][0], pixels255)
+    other = tmp_path / "255-run"
+    assert digitlab("evaluate", str(pixels255), "--out", str(other), "--data-dir", str(data_dir)).returncode == 0
+    assert Run.open(other).record.adapted["pixels"] == "255"
+    _, first, _ = evaluated
+    both = tmp_path / "ensemble"
+    made = digitlab("ensemble", str(first), str(other), "--out", str(both), "--data-dir", str(data_dir))
+    assert made.returncode == 0, made.stderr
+    assert Run.open(both).record.members == [str(first), str(other)]

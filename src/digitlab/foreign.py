@@ -55,16 +55,16 @@ UNCALIBRATED = {"temperature": 1.0, "threshold": 0.0, "calibrated": False}
 
 def kind(path: Path) -> str | None:
     """The foreign format at `path`, or None for digitlab's own models and non-models."""
+    from .runs import Run
+
     path = Path(path)
     if path.is_dir():
-        return "savedmodel" if (path / "saved_model.pb").is_file() and not (path / "model.keras").exists() else None
+        return "savedmodel" if (path / "saved_model.pb").is_file() and not Run.is_run(path) else None
     if not path.is_file():
         return None
     if path.suffix in (".h5", ".hdf5"):
         return "h5"
     if path.suffix == ".keras":  # digitlab's own .keras files live in run folders, beside run.json
-        from .runs import Run
-
         return None if Run.is_run(path.parent) else "keras"
     if path.suffix == ".onnx":
         from .predict import META_PREFIX, onnx_session
