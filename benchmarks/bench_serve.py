@@ -1,4 +1,4 @@
-"""A bounded load test of `digitlab serve` on 127.0.0.1 (issue 19's figures).
+"""A bounded load test of `digitlab serve` on 127.0.0.1: throughput, liveness under load, memory.
 
     python benchmarks/bench_serve.py [--model PATH] [--requests 2000] [--concurrency 8 32]
                                      [--workers 1] [--saturate 10]
@@ -9,7 +9,7 @@
 2. Liveness under saturation: /healthz probed every 20 ms, from a process of its own, while 32
    clients keep every worker busy. p50/p99/max (target: p99 under 50 ms).
 3. Memory: the server's peak resident memory (Linux's VmHWM, summed over its processes) after
-   the bad-input corpus of issue 19, sent two at a time, and the count of 5xx answers
+   a corpus of hostile inputs, sent two at a time, and the count of 5xx answers
    (targets: under 500 MB, none).
 Count and time bounded: it stops by itself even if the server stalls.
 """
@@ -100,7 +100,7 @@ def encode(image: Image.Image, fmt: str, **options) -> bytes:
 
 
 def bad_inputs() -> list[tuple[str, str, dict]]:
-    """Issue 19's bad inputs and the costliest images the limits still let in: (name, path, httpx
+    """The hostile inputs and the costliest images the limits still let in: (name, path, httpx
     keyword arguments)."""
     digit = np.kron(np.eye(28, dtype=np.float32)[::-1] + np.eye(28, dtype=np.float32), np.ones((8, 8)))
     rgba = np.zeros((*digit.shape, 4), np.uint8)

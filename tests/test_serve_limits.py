@@ -1,4 +1,4 @@
-"""A real `digitlab serve` under the inputs of issue 19 and of a fuzzer: each bad one a 4xx with a
+"""A real `digitlab serve` under hostile hand-made inputs and a fuzzer: each bad one a 4xx with a
 JSON error naming the problem, images refused from their header before a pixel is decoded, and
 back-pressure (503 with Retry-After) when every worker stays busy, while the probes answer."""
 
