@@ -162,7 +162,7 @@ def test_ctrl_c_records_the_run_and_prints_how_to_resume(tmp_path, data_dir):
             break
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == f"interrupted; go on with `digitlab train --resume {out}`"
     assert "Traceback" not in stderr
     assert Run.open(out).status == Status.INTERRUPTED

@@ -142,7 +142,9 @@ def evaluate(run: Run | str | Path, data: MNIST | None = None, data_dir: str | P
     metrics = score(data.y_test, probs)
     metrics["serving"] = serving
     metrics["model"] = record.model
-    metrics["params"] = record.params = model.count_params() if keras_model else record.params
+    if keras_model:  # an ONNX model's count is not known
+        record.params = model.count_params()
+    metrics["params"] = record.params
     _write_tables(run, metrics)
     # The robustness suite, on a sample of the test split (subset runs: a token one, quick).
     if keras_model:  # the model loaded above, with serving.json's calibration
@@ -184,9 +186,14 @@ def evaluate_file(
     load = foreign.load_onnx if fmt == "onnx" else foreign.load_keras
     model, found = load(path, data.x_val, data.y_val, pixels)
     command = f"digitlab evaluate {path} --out {out}" + (f" --pixels {pixels}" if pixels else "")
-    used = DataUsed(**{k: v for k, v in data.summary().items() if k != "source"}, digest=data.digest())
     run = Run.create(
-        out, kind="foreign", source=str(path), adapted=found, command=command, data=used, timings={"load_s": load_s}
+        out,
+        kind="foreign",
+        source=str(path),
+        adapted=found,
+        command=command,
+        data=DataUsed.of(data),
+        timings={"load_s": load_s},
     )
     if fmt not in ("onnx", "savedmodel"):  # a SavedModel inside Keras does not reload safely: keep its path
         write_atomic(run.model, model.save)

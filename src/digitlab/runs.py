@@ -24,12 +24,15 @@ import platform
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .config import TrainConfig
 from .errors import DigitlabError
 from .files import read_json, write_json
+
+if TYPE_CHECKING:
+    from .data import MNIST
 
 
 class Status(str, enum.Enum):
@@ -54,6 +57,12 @@ class DataUsed:
     negatives: int = 0  # non-digit images added to the training set (--negatives)
     digest: str | None = None  # data.MNIST.digest(): the same digest, the same images and labels
     source: str = ""
+
+    @classmethod
+    def of(cls, data: MNIST, val_size: int = 10_000, split_seed: int = 0, subset: int | None = None) -> DataUsed:
+        """What `data`, split by (val_size, split_seed) and cut to `subset`, holds."""
+        sizes = len(data.y_train), len(data.y_val), len(data.y_test)
+        return cls(*sizes, val_size, split_seed, subset, digest=data.digest(), source=data.source)
 
 
 @dataclass

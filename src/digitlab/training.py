@@ -230,14 +230,7 @@ def train(
             f"cannot write the run folder {run_dir} ({os.strerror(e.errno)}); free some space or choose another --out"
         ) from None
     record = run.record
-    record.data = DataUsed(
-        **{k: v for k, v in data.summary().items() if k != "source"},
-        val_size=config.val_size,
-        split_seed=config.split_seed,
-        subset=config.subset,
-        digest=data.digest(),
-        source=data.source,
-    )
+    record.data = DataUsed.of(data, config.val_size, config.split_seed, config.subset)
     record.precision = resolve_precision(config.precision)  # what "auto" meant on this machine
     record.timings["load_s"] = load_s
     try:

@@ -15,6 +15,7 @@ import dataclasses
 import re
 import sys
 import time
+import traceback
 import uuid
 import warnings
 from pathlib import Path
@@ -131,7 +132,8 @@ def tune(
     data = load_mnist(data_dir)  # first: missing data must not leave an empty study behind
     study = open_study(study_name or model, storage or default_storage(out), heartbeat)
     folder = study_folder(study, Path(out))
-    mine: dict[int, str] = {}  # this worker's trials, and the error of each that failed
+    errors: dict[int, str] = {}  # what went wrong in this worker's failed trials
+    ended: list = []  # the end state of each of this worker's trials
 
     class Pruning(keras.callbacks.Callback):
         """Reports each epoch's validation accuracy; stops the fit when the pruner says so."""
@@ -146,7 +148,6 @@ def tune(
                 self.pruned, self.model.stop_training = True, True
 
     def objective(trial) -> float:
-        mine[trial.number] = ""
         config = TrainConfig.for_model(
             model,
             epochs=epochs,
@@ -166,10 +167,13 @@ def tune(
                 verbose=0,
                 callbacks=[pruning],
             )
-        except DigitlabError as e:  # the user's to fix: one line, and the study goes on
-            mine[trial.number] = str(e)
-            print(f"trial {trial.number} failed: {e}", file=sys.stderr)
+        except DigitlabError as e:  # the user's to fix: the trial fails in one line, the study goes on
+            errors[trial.number] = str(e)
             return float("nan")  # Optuna records a NaN objective as a failed trial, without a traceback
+        except Exception:  # a bug: its traceback here, then Optuna records the trial failed
+            errors[trial.number] = "an unexpected error; its traceback is above"
+            traceback.print_exc()
+            raise
         trial.set_user_attr("run_dir", str(run))
         if pruning.pruned:
             raise optuna.TrialPruned()
@@ -179,24 +183,29 @@ def tune(
     task = bar.add_task(f"study {study.study_name}", total=trials)
 
     def finished(study, trial) -> None:
-        value = f" {trial.value:.2%}" if trial.value is not None and trial.value == trial.value else ""
-        settings = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        bar.console.print(f"trial {trial.number} {trial.state.name.lower()}{value}: {settings}", soft_wrap=True)
+        ended.append(trial.state)
+        if trial.state == optuna.trial.TrialState.FAIL:
+            print(f"trial {trial.number} failed: {errors.get(trial.number, 'see above')}", file=sys.stderr)
+        else:
+            value = f" {trial.value:.2%}" if trial.value is not None else ""
+            shown = (f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+            settings = ", ".join(shown)
+            bar.console.print(f"trial {trial.number} {trial.state.name.lower()}{value}: {settings}", soft_wrap=True)
         bar.advance(task)
 
-    # Our line per trial instead of Optuna's; its warnings (a failed trial) still show.
+    # One line per trial, ours: Optuna's own would say a failure twice more ("the value nan is not
+    # acceptable"), and a bug's traceback is printed by the objective.
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         with bar:
             # A trial that raises is recorded as failed and the worker goes on with the next one.
             study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,), callbacks=[finished])
     finally:
         optuna.logging.set_verbosity(verbosity)
-    states = {t.number: t.state for t in study.get_trials(deepcopy=False) if t.number in mine}
-    if mine and all(s == optuna.trial.TrialState.FAIL for s in states.values()):
-        first = next((e for e in mine.values() if e), "see the errors above")
-        raise DigitlabError(f"every trial of this worker failed ({len(mine)}); the first: {first}")
+    if ended and all(state == optuna.trial.TrialState.FAIL for state in ended):
+        first = next(iter(errors.values()), "see the errors above")
+        raise DigitlabError(f"every trial of this worker failed ({len(ended)}); the first: {first}")
     return report(study, folder)
 
 
