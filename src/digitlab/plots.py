@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from .files import write_atomic
 
@@ -183,6 +183,9 @@ def plot_study(name: str, complete: list, folder: Path) -> list[Path]:
             distribution = shown[0].distributions[setting]
             if getattr(distribution, "log", False):
                 ax.set_xscale("log")
+                # Over less than a decade (widths 32-512) matplotlib labels minor ticks too, and
+                # "2x10^2 3x10^2 4x10^2" run into each other: label the decades only.
+                ax.xaxis.set_minor_formatter(NullFormatter())
             choices = getattr(distribution, "choices", ())
             if choices and all(isinstance(c, (int, float)) for c in choices):  # batch sizes: ticks at the choices
                 ax.set_xticks(choices, [str(c) for c in choices])
