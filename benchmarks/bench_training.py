@@ -22,7 +22,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from common import DATA_DIR, ROOT, cpu, describe_machine, mean_std, run_child, spread
+from common import DATA_DIR, ROOT, cpu, describe_machine, keras_io_convnet, mean_std, run_child, spread
 
 BASELINE_EPOCHS = 15
 
@@ -34,20 +34,7 @@ def child_baseline(seed: int) -> dict:
 
     data = load_mnist(DATA_DIR)
     seed_everything(seed)
-    layers = keras.layers
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Flatten(),
-            layers.Dropout(0.5),
-            layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = keras_io_convnet()
     marks: list[tuple[float, float]] = []
 
     class Clock(keras.callbacks.Callback):

@@ -59,3 +59,25 @@ def run_child(args: list[str]) -> tuple[str, float]:
     if proc.returncode:
         raise SystemExit(f"{args} failed with status {proc.returncode}")
     return out, usage.ru_maxrss / 1024
+
+
+def keras_io_convnet():
+    """keras-io's mnist_convnet, compiled as its tutorial does: two convs, dropout 0.5, Adam.
+    The reference every training benchmark measures against; it trains 15 epochs at batch 128."""
+    from digitlab.backend import keras
+
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model

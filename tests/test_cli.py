@@ -81,7 +81,7 @@ from PIL import Image
 before = (dict(os.environ), list(warnings.filters), Image.MAX_IMAGE_PIXELS, matplotlib.get_backend(),
           list(logging.getLogger().handlers))
 import digitlab, digitlab.compare, digitlab.ensemble, digitlab.evaluation, digitlab.predict
-import digitlab.report, digitlab.robustness, digitlab.runs, digitlab.serve, digitlab.tune
+import digitlab.frontier, digitlab.report, digitlab.robustness, digitlab.runs, digitlab.serve, digitlab.tune
 after = (dict(os.environ), list(warnings.filters), Image.MAX_IMAGE_PIXELS, matplotlib.get_backend(),
          list(logging.getLogger().handlers))
 names = ["environment", "warning filters", "PIL's pixel limit", "matplotlib backend", "logging"]

@@ -59,13 +59,23 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="Continue the interrupted run in this folder, with its own settings.")
     ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Training time, e.g. 30s, 5m, 1h: trains the most accurate measured recipe that fits it on this "
+            "machine and stops on time (`digitlab models` shows the frontier)."
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the settings as JSON and stop.")] = False,
     data_dir: DataDir = None,
     **settings,
 ) -> None:
     """Train a model, then evaluate it on the test split and write its report."""
     given = {k: v for k, v in settings.items() if v is not None}
-    if resume is not None:
+    chosen = None
+    if budget is not None:
+        config, chosen = _budget_config(budget, given, params, resume)
+    elif resume is not None:
         from .runs import Run
 
         ignored = [f"--{k.replace('_', '-')}" for k in given] + (["--params"] if params else [])
@@ -83,7 +93,32 @@ def train(
         return
     from .training import train as run_training
 
-    _summary(run_training(config, out=out, data_dir=data_dir))
+    _summary(run_training(config, out=out, data_dir=data_dir, budget=chosen))
+    if chosen and chosen.stopped:
+        typer.echo(f"training stopped when the budget ran out ({chosen.seconds:g} s); its best epoch so far was kept")
+
+
+def _budget_config(text: str, given: dict, params: str | None, resume: Path | None):
+    """--budget: the recipe frontier.choose() picks for this machine, and the Budget to record."""
+    from . import frontier
+    from .runs import Budget
+
+    seconds = frontier.parse_budget(text)
+    refused = [f"--{k.replace('_', '-')}" for k in given if k != "seed"] + (["--params"] if params else [])
+    refused += ["--resume"] if resume is not None else []
+    if refused:
+        raise DigitlabError(f"--budget chooses the recipe itself; drop {', '.join(refused)} (--seed may stay)")
+    typer.echo(f"measuring this machine's speed (~1 s) to scale the frontier's times ({frontier.FRONTIER.name})")
+    choice = frontier.choose(seconds, frontier.calibrate())
+    row = choice.row
+    typer.echo(
+        f"budget {seconds:g} s: training `{row.recipe}`, measured at {row.test_mean:.2%} ± {row.test_std:.2%} test "
+        f"({row.val_mean:.2%} validation) over {row.seeds} seeds in {row.train_s_median:.0f} s on "
+        f"{row.cpu}; expected here: ~{choice.expected_s:.0f} s of training, then the evaluation"
+    )
+    settings = dict(frontier.CANDIDATES[row.recipe]) | given
+    config = TrainConfig.for_model(settings.pop("model"), **settings)
+    return config, Budget(seconds, row.recipe, round(choice.expected_s, 1))
 
 
 def make_config(from_params: dict, given: dict) -> TrainConfig:
@@ -186,7 +221,8 @@ def runs(root: Annotated[Path, typer.Argument(help="Folder holding run folders."
 
 @app.command()
 def models() -> None:
-    """List the models digitlab can train."""
+    """List the models digitlab can train, and the measured accuracy and training time of each recipe."""
+    from . import frontier
     from .config import RECIPES
     from .models import MODELS, describe
 
@@ -195,6 +231,19 @@ def models() -> None:
         typer.echo(f"{name:<{width}}  {describe(name)}")
         if name in RECIPES:
             typer.echo(" " * (width + 2) + "recipe: " + ", ".join(f"{k}={v}" for k, v in RECIPES[name].items()))
+    rows = frontier.read()
+    if not rows:
+        return
+    front = {r.recipe for r in frontier.pareto(rows)}
+    typer.echo(f"\nMeasured recipes, fastest first, training time on {rows[0].cpu} ({frontier.FRONTIER.name}):")
+    typer.echo("  * on the frontier (nothing else is both faster and more accurate); --budget chooses among B")
+    width = max(len(r.recipe) for r in rows)
+    for r in rows:
+        marks = ("*" if r.recipe in front else " ") + ("B" if r.recipe in frontier.CANDIDATES else " ")
+        typer.echo(
+            f"{marks} {r.recipe:<{width}}  test {r.test_mean:.2%} ± {r.test_std:.2%} ({r.seeds} seeds)  "
+            f"val {'-     ' if r.val_mean is None else f'{r.val_mean:.2%}'}  training {r.train_s_median:7.1f} s"
+        )
 
 
 @app.command()

@@ -91,6 +91,11 @@ def markdown(run: Run, metrics: dict, has_curves: bool, robustness: str | None =
         ]
     if "train_s" in timings:
         lines.append(f"| training time | {timings['train_s']:.0f} s |")
+    if record.budget:
+        b = record.budget
+        ran = "stopped when it ran out" if b.stopped else "finished within it"
+        chose = f"{b.seconds:.0f} s: chose `{b.recipe}` (~{b.expected_s:.0f} s here); {ran}"
+        lines.append(f"| time budget (`--budget`) | {chose} |")
     lines += [""]
     if has_curves:
         lines += ["## Learning curves", "", "![curves](curves.png)", ""]

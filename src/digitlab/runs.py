@@ -73,6 +73,16 @@ class Best:
 
 
 @dataclass
+class Budget:
+    """What `digitlab train --budget` chose (frontier.py) and whether training ran out of time."""
+
+    seconds: float
+    recipe: str
+    expected_s: float  # the recipe's slowest measured run, scaled to this machine
+    stopped: bool = False  # training was stopped when the budget ran out
+
+
+@dataclass
 class Record:
     """run.json: one typed owner for everything a run records."""
 
@@ -91,6 +101,7 @@ class Record:
     params: int | None = None
     epochs_run: int | None = None
     best: Best | None = None
+    budget: Budget | None = None
     test_accuracy: float | None = None
     members: list[str] = field(default_factory=list)  # an ensemble's runs
     source: str | None = None  # a foreign model's file
@@ -131,6 +142,8 @@ class Record:
                 record.data = DataUsed(**{k: v for k, v in data.items() if k in DataUsed.__dataclass_fields__})
             if isinstance(record.best, dict):
                 record.best = Best(**record.best)
+            if isinstance(record.budget, dict):
+                record.budget = Budget(**record.budget)
         except (TypeError, ValueError) as e:
             raise DigitlabError(f"{where} is a run record this digitlab cannot read ({e}); retrain the run") from None
         return record

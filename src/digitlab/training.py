@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from .files import DISK_ERRORS, write_atomic, write_json
 from .models import build
 from .outliers import NOT_A_DIGIT, with_negatives
 from .pca import adapt
-from .runs import Best, DataUsed, Run, Status, new_run_dir
+from .runs import Best, Budget, DataUsed, Run, Status, new_run_dir
 
 
 def seed_everything(seed: int) -> None:
@@ -104,13 +105,15 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int):
     return config.lr
 
 
-def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int, soft: bool | None = None) -> None:
+    """Adam(W) on the config's schedule; the loss takes rows of ten (`soft`: label smoothing,
+    negatives, a teacher's probabilities) or integer labels, as the config's targets() give."""
     lr = learning_rate(config, steps_per_epoch)
     if config.weight_decay > 0:
         optimizer = keras.optimizers.AdamW(lr, config.weight_decay, config.beta_1, config.beta_2)
     else:
         optimizer = keras.optimizers.Adam(lr, config.beta_1, config.beta_2)
-    if soft_targets(config):  # one-hot and uniform rows (see targets())
+    if soft_targets(config) if soft is None else soft:  # one-hot, uniform or a teacher's rows
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     else:
@@ -126,7 +129,7 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
 def prepare_fit(model: keras.Model, config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
     """Compile `model` to train on (x, y) under `config`; returns the training batches for fit()."""
     train_batches = batches(x, y, config.batch_size)
-    compile_model(model, config, len(train_batches))
+    compile_model(model, config, len(train_batches), soft=y.ndim == 2)
     # The optimizer's and the metrics' variables, created now from two examples. Left to fit(),
     # they are created while TensorFlow traces the first training step, so it traces it twice:
     # ~0.5 s more per run, a tenth of `fast`'s training (BENCHMARKS.md).
@@ -178,6 +181,31 @@ def as_float32(model: keras.Model, name: str, params: dict | None = None) -> ker
     return clone
 
 
+class Prepared(NamedTuple):
+    model: keras.Model  # what gets saved
+    trainer: keras.Model  # what fit() trains: the model behind its augmentation, if any
+    train_batches: tf.data.Dataset
+    val_batches: tf.data.Dataset
+    negatives: int  # non-digits added to the training images
+
+
+def prepare(config: TrainConfig, data: MNIST, y_train: np.ndarray | None = None) -> Prepared:
+    """Everything train() does before fit(): build the model, fit what adapt() fits, wrap it in
+    the augmentation it trains behind, add the non-digits, compile, batch both splits. Call it
+    under precision(). `y_train` replaces the training targets (a teacher's probabilities)."""
+    model = build(config.model, **config.model_params)
+    adapt(model, data.x_train, config.seed)  # a resumed run's backup overwrites this
+    trainer = trainer_for(model, config)
+    x, y = with_negatives(data.x_train, data.y_train, config.negatives, config.seed)
+    y = targets(y, config) if y_train is None else y_train
+    train_batches = prepare_fit(trainer, config, x, y)
+    y_val = targets(data.y_val, config)
+    if y.ndim == 2 and y_val.ndim == 1:  # the loss takes rows of ten: validation's labels as one-hot
+        y_val = np.eye(10, dtype=np.float32)[y_val]
+    val_batches = batches(data.x_val, y_val, config.batch_size, shuffle=False)
+    return Prepared(model, trainer, train_batches, val_batches, len(x) - len(data.x_train))
+
+
 def soft_targets(config: TrainConfig) -> bool:
     return config.label_smoothing > 0 or config.negatives > 0
 
@@ -201,11 +229,13 @@ def train(
     evaluate_after: bool = True,
     verbose: int | str = "auto",
     callbacks: list | None = None,
+    budget: Budget | None = None,
 ) -> Path:
     """Train `config.model` into the run folder `out` and (by default) evaluate it on test.
 
     If `out` holds an interrupted run of the same config, training resumes from its last
-    completed epoch. Returns the run folder.
+    completed epoch. With a `budget` (frontier.choose()), training stops when its seconds run
+    out. Returns the run folder.
     """
     config = config or TrainConfig()
     config.check()
@@ -233,6 +263,7 @@ def train(
     record.data = DataUsed.of(data, config.val_size, config.split_seed, config.subset)
     record.precision = resolve_precision(config.precision)  # what "auto" meant on this machine
     record.timings["load_s"] = load_s
+    record.budget = budget
     try:
         run.save()
         seed_everything(config.seed)
@@ -240,20 +271,16 @@ def train(
             verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
         with precision(record.precision):
             t0 = time.perf_counter()  # training time includes fitting what adapt() fits
-            model = build(config.model, **config.model_params)
-            adapt(model, data.x_train, config.seed)  # a resumed run's backup overwrites this
+            deadline = [Deadline(t0 + budget.seconds)] if budget else []
             # Augmentation wraps the model for training only; `model` itself is what gets saved.
-            trainer = trainer_for(model, config)
-            x_train, y_train = with_negatives(data.x_train, data.y_train, config.negatives, config.seed)
-            record.data.negatives = len(x_train) - len(data.x_train)
-            train_batches = prepare_fit(trainer, config, x_train, targets(y_train, config))
-            val_batches = batches(data.x_val, targets(data.y_val, config), config.batch_size, shuffle=False)
+            model, trainer, train_batches, val_batches, record.data.negatives = prepare(config, data)
             all_callbacks = [
                 keras.callbacks.BackupAndRestore(str(run.backup)),
                 ResumableEarlyStopping(run, model, config.patience),
                 AtomicCheckpoint(run.best, model, best=_best_loss(run)),
                 keras.callbacks.CSVLogger(str(run.history_csv), append=True),
                 keras.callbacks.TensorBoard(log_dir=str(run.logs)),
+                *deadline,
                 *(callbacks or []),
             ]
             fit = trainer.fit(
@@ -265,6 +292,8 @@ def train(
                 verbose=verbose,
             )
         record.timings["train_s"] = round(record.timings.get("train_s", 0) + time.perf_counter() - t0, 2)
+        if budget:
+            budget.stopped = deadline[0].stopped
         model = as_float32(model, config.model, config.model_params)
         write_atomic(run.model, model.save)
         history = _full_history(run, fit.history)
@@ -299,6 +328,25 @@ def train(
         if isinstance(e, KeyboardInterrupt):
             raise Interrupted(f"interrupted; go on with `digitlab train --resume {run.path}`") from None
         raise
+
+
+class Deadline(keras.callbacks.Callback):
+    """Stops training in time for one more validation pass to end by `deadline`
+    (time.perf_counter()): `train --budget`'s guard when a recipe runs slower than expected."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline, self.val_s, self.stopped = deadline, 0.0, False
+
+    def on_test_begin(self, logs=None):
+        self.val_t0 = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.val_s = time.perf_counter() - self.val_t0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() + self.val_s >= self.deadline:
+            self.model.stop_training = self.stopped = True
 
 
 def _full_history(run: Run, last_fit: dict) -> dict[str, list[float]]:

@@ -1,0 +1,117 @@
+"""The measured frontier and `digitlab train --budget`: the table, the choice, stopping on time."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from conftest import ROOT, digitlab
+
+from digitlab import frontier
+from digitlab.errors import DigitlabError
+
+
+def row(recipe: str, test: float, val: float | None, seconds: float, speed_ms: float = 40.0) -> frontier.Row:
+    return frontier.Row(recipe, 3, test, 0.001, val, seconds, seconds * 0.9, seconds * 1.1, "machine", speed_ms)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1.5h", 5400), ("90", 90), ("2 min", 120)])
+def test_budgets_read_as_seconds(text, seconds):
+    assert frontier.parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "0s", "-5m", "5 days", ""])
+def test_a_bad_budget_says_what_it_expects(text):
+    with pytest.raises(DigitlabError, match="expected a time such as 30s, 5m or 1h"):
+        frontier.parse_budget(text)
+
+
+def test_the_shipped_frontier_covers_every_recipe_budget_may_choose():
+    rows = {r.recipe: r for r in frontier.read()}
+    assert set(frontier.CANDIDATES) <= set(rows), "run benchmarks/bench_frontier.py"
+    assert {"keras-io convnet", "mlp"} <= set(rows)  # the reference points, measured in the same run
+    for r in rows.values():
+        assert r.seeds >= 3 and r.train_s_min <= r.train_s_median <= r.train_s_max, r
+        assert 0.9 < r.test_mean < 1 and r.speed_ms > 0 and r.machine, r
+    # docs/frontier.csv is the shipped table itself, not a copy that could drift.
+    assert (ROOT / "docs" / "frontier.csv").resolve() == frontier.FRONTIER.resolve()
+
+
+def test_the_table_round_trips(tmp_path):
+    rows = [row("fast", 0.991, 0.992, 6.0), row("fast 60k", 0.992, None, 7.0)]
+    path = tmp_path / "frontier.csv"
+    frontier.write(rows, path)
+    assert frontier.read(path) == rows
+
+
+def test_the_frontier_keeps_what_nothing_beats():
+    rows = [row("fast", 0.991, 0.99, 6), row("mlp", 0.977, 0.98, 20), row("cnn", 0.992, 0.99, 200)]
+    rows.append(row("allconv e4", 0.995, 0.995, 300))
+    assert [r.recipe for r in frontier.pareto(rows)] == ["fast", "cnn", "allconv e4"]
+
+
+def test_budget_chooses_on_validation_what_fits_here():
+    rows = [
+        row("fast", 0.9910, 0.9915, 6),
+        row("fast w32 e5", 0.9930, 0.9935, 30),
+        row("cnn", 0.9950, 0.9920, 200),  # better on test, worse on validation: never chosen over e5 on test
+        row("allconv e4", 0.9950, 0.9950, 300),
+        row("ensemble fast x3", 0.9960, 0.9960, 20),  # not a `digitlab train` recipe
+        row("fast 60k", 0.9970, None, 7),  # trained on validation: nothing honest to choose it by
+    ]
+    assert frontier.choose(60, 40.0, rows).row.recipe == "fast w32 e5"
+    assert frontier.choose(400, 40.0, rows).row.recipe == "allconv e4"
+    # A machine twice as slow: the 300 s recipe takes ~660 s at its slowest, and is not chosen.
+    slow = frontier.choose(400, 80.0, rows)
+    assert slow.row.recipe == "fast w32 e5" and math.isclose(slow.expected_s, 66.0)
+    with pytest.raises(DigitlabError, match=r"no measured recipe fits 5 s here; the fastest \(fast\) needs about 8 s"):
+        frontier.choose(5, 40.0, rows)
+
+
+def test_train_stops_when_its_budget_runs_out(mnist, tmp_path):
+    from digitlab.config import TrainConfig
+    from digitlab.runs import Budget, Run
+    from digitlab.training import train
+
+    # 50 epochs of the cnn on 5,000 images take a minute or more here; the budget is 4 s.
+    config = TrainConfig(model="cnn", epochs=50, patience=50, subset=5000)
+    budget = Budget(seconds=4, recipe="cnn", expected_s=4)
+    folder = train(config, data=mnist, out=tmp_path / "run", evaluate_after=False, verbose=0, budget=budget)
+    record = Run.open(folder).record
+    assert record.budget.stopped and record.epochs_run < 50
+    assert record.timings["train_s"] < 4 + 6, record.timings  # the last validation pass and saving may overrun a little
+    assert (folder / "model.keras").is_file() and record.best is not None
+
+
+def test_budget_refuses_settings_it_would_override(data_dir):
+    result = digitlab("train", "--budget", "5m", "--epochs", "3", "--model", "cnn", "--data-dir", str(data_dir))
+    assert result.returncode == 2, result.stderr
+    refused = "error: --budget chooses the recipe itself; drop --model, --epochs (--seed may stay)"
+    assert result.stderr.strip() == refused
+    result = digitlab("train", "--budget", "soon")
+    assert result.returncode == 2 and "expected a time such as 30s" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_budget_says_what_it_chose_and_how_long_it_expects(data_dir):
+    result = digitlab("train", "--budget", "30m", "--seed", "4", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    said, settings = result.stdout.split("\n{", 1)
+    config = json.loads("{" + settings)
+    chosen = said.splitlines()[-1]
+    assert chosen.startswith("budget 1800 s: training `") and "expected here: ~" in chosen, said
+    recipe = chosen.split("`")[1]
+    assert recipe in frontier.CANDIDATES and config["seed"] == 4
+    assert config["model"] == frontier.CANDIDATES[recipe]["model"]
+    result = digitlab("train", "--budget", "0.01s")
+    assert result.returncode == 2 and "no measured recipe fits 0.01 s here" in result.stderr, result.stderr
+
+
+def test_models_shows_each_recipe_on_the_frontier():
+    result = digitlab("models")
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout.split("Measured recipes", 1)[1].splitlines()[2:]
+    names = {line[3:].split("  ")[0] for line in listed}
+    assert names == {r.recipe for r in frontier.read()}
+    front = {r.recipe for r in frontier.pareto(frontier.read())}
+    assert {line[3:].split("  ")[0] for line in listed if line.startswith("*")} == front
