@@ -29,6 +29,10 @@ STROKE = 2.2  # MNIST's typical stroke width at the 20 px scale, in pixels
 SPECK = 0.05  # components below this share of the largest are noise, not ink
 MIN_CONTRAST = 0.15  # ink must differ from paper by this much (of the 0-1 range)
 MAX_MARKS = 8  # a digit is one to three strokes; more separate marks of similar size is noise
+# In a written number, a mark under this share of the tallest digit's height is a piece of a
+# digit whose stroke broke (a 5's flag, a 7's bar), not a digit of its own: MNIST's digits are
+# all of one height, and whole digits in written numbers stood at 0.5 of it and more.
+FRAGMENT = 0.48
 
 
 @dataclass
@@ -207,7 +211,8 @@ def segment(source: str | Path | bytes | np.ndarray, max_digits: int = 32) -> li
     """A written number: one Prepared per digit, left to right.
 
     Ink components whose column spans overlap belong to one digit (the bar of a 5, the dot
-    of a sloppy 9). A group much wider than tall is two or more touching digits: declined."""
+    of a sloppy 9), and so does a mark much shorter than the digits (a broken stroke's piece).
+    One component much wider than tall is two or more touching digits: declined."""
     grey = source if isinstance(source, np.ndarray) else read_image(source)
     ink, inverted = ink_image(grey)
     mask, _ = ink_mask(ink)
@@ -225,6 +230,7 @@ def segment(source: str | Path | bytes | np.ndarray, max_digits: int = 32) -> li
                 last.append(box)
                 continue
         groups.append([box])
+    groups = _merge_fragments(groups)
     if len(groups) > max_digits:
         raise DigitlabError(f"found {len(groups)} separate marks; --number reads at most {max_digits} digits")
     height = max(b[0].stop - b[0].start for g in groups for b in g)
@@ -236,7 +242,7 @@ def segment(source: str | Path | bytes | np.ndarray, max_digits: int = 32) -> li
         sub = np.zeros_like(mask)
         for b in group:
             sub[b] |= mask[b]
-        if (cols.stop - cols.start) > 1.1 * height:
+        if max(b[1].stop - b[1].start for b in group) > 1.1 * height:  # one mark that wide: touching digits
             digits.append(
                 Prepared(
                     np.zeros((SIZE, SIZE), np.float32), inverted, reason="digits touch: write them apart", boxes=[box]
@@ -245,6 +251,33 @@ def segment(source: str | Path | bytes | np.ndarray, max_digits: int = 32) -> li
             continue
         digits.append(Prepared(to_mnist(ink * sub, sub), inverted, boxes=[box]))
     return digits
+
+
+def _merge_fragments(groups: list[list[tuple[slice, slice]]]) -> list[list[tuple[slice, slice]]]:
+    """Each group much shorter than the tallest (FRAGMENT) joins its nearer neighbour: the
+    one whose columns come closest to its own."""
+
+    def rows(group):
+        return min(b[0].start for b in group), max(b[0].stop for b in group)
+
+    def cols(group):
+        return min(b[1].start for b in group), max(b[1].stop for b in group)
+
+    while len(groups) > 1:
+        heights = [rows(g)[1] - rows(g)[0] for g in groups]
+        short = [i for i, h in enumerate(heights) if h < FRAGMENT * max(heights)]
+        if not short:
+            break
+        i = min(short, key=lambda k: heights[k])  # the smallest piece first
+        gaps = {
+            j: max(cols(groups[j])[0] - cols(groups[i])[1], cols(groups[i])[0] - cols(groups[j])[1])
+            for j in (i - 1, i + 1)
+            if 0 <= j < len(groups)
+        }
+        j = min(gaps, key=gaps.get)
+        groups[j] = groups[j] + groups[i]
+        del groups[i]
+    return groups
 
 
 def naive(source: str | Path | bytes) -> np.ndarray:

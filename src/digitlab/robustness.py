@@ -154,7 +154,7 @@ def measure(
         rows.append(_digit_row("real input", kind, kind_labels, confidence, digit, seen, threshold))
         digit_confidence.append(confidence)
 
-    rows.append(_numbers(model, images, labels, max(10, n // 4), seed + 200, reader))
+    rows.append(_numbers(model, images, labels, n, seed + 200, reader))
 
     clean_confidence, digits = digit_confidence[0], np.concatenate(digit_confidence)
     pooled = []
