@@ -231,19 +231,8 @@ def models() -> None:
         typer.echo(f"{name:<{width}}  {describe(name)}")
         if name in RECIPES:
             typer.echo(" " * (width + 2) + "recipe: " + ", ".join(f"{k}={v}" for k, v in RECIPES[name].items()))
-    rows = frontier.read()
-    if not rows:
-        return
-    front = {r.recipe for r in frontier.pareto(rows)}
-    typer.echo(f"\nMeasured recipes, fastest first, training time on {rows[0].cpu} ({frontier.FRONTIER.name}):")
-    typer.echo("  * on the frontier (nothing else is both faster and more accurate); --budget chooses among B")
-    width = max(len(r.recipe) for r in rows)
-    for r in rows:
-        marks = ("*" if r.recipe in front else " ") + ("B" if r.recipe in frontier.CANDIDATES else " ")
-        typer.echo(
-            f"{marks} {r.recipe:<{width}}  test {r.test_mean:.2%} ± {r.test_std:.2%} ({r.seeds} seeds)  "
-            f"val {'-     ' if r.val_mean is None else f'{r.val_mean:.2%}'}  training {r.train_s_median:7.1f} s"
-        )
+    for line in frontier.describe():
+        typer.echo(line)
 
 
 @app.command()

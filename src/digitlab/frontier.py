@@ -92,6 +92,27 @@ def pareto(rows: list[Row]) -> list[Row]:
     return out
 
 
+def describe(rows: list[Row] | None = None) -> list[str]:
+    """`digitlab models`' table of the measured recipes: each one's place, fastest first."""
+    rows = read() if rows is None else rows
+    if not rows:
+        return []
+    front = {r.recipe for r in pareto(rows)}
+    width = max(len(r.recipe) for r in rows)
+    lines = [
+        f"\nMeasured recipes, fastest first, training time on {rows[0].cpu} ({FRONTIER.name}):",
+        "  * on the frontier (nothing else is both faster and more accurate); --budget chooses among B",
+    ]
+    for r in rows:
+        marks = ("*" if r.recipe in front else " ") + ("B" if r.recipe in CANDIDATES else " ")
+        val = "-     " if r.val_mean is None else f"{r.val_mean:.2%}"
+        lines.append(
+            f"{marks} {r.recipe:<{width}}  test {r.test_mean:.2%} ± {r.test_std:.2%} ({r.seeds} seeds)  "
+            f"val {val}  training {r.train_s_median:7.1f} s"
+        )
+    return lines
+
+
 UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600}
 
 
