@@ -19,16 +19,14 @@ from common import DATA_DIR, ROOT, describe_machine
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def step_time(model_name: str, batch: int, steps: int, jit: bool = False) -> float:
+def step_time(data, model_name: str, batch: int, steps: int, jit: bool = False) -> float:
     """Seconds per image over `steps` training steps of the recipe's trainer."""
     from digitlab.augment import trainer_for
     from digitlab.backend import keras
     from digitlab.config import TrainConfig
-    from digitlab.data import load_mnist
     from digitlab.models import build
     from digitlab.pca import adapt
 
-    data = load_mnist(DATA_DIR)
     config = TrainConfig.for_model(model_name, batch_size=batch)
     model = build(model_name)
     adapt(model, data.x_train, 0)
@@ -57,6 +55,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--models", nargs="*", default=["fast", "allconv"])
     args = parser.parse_args()
+    from digitlab.data import load_mnist
+
+    data = load_mnist(DATA_DIR)  # once: every variant trains on the same first images
     print(f"machine: {describe_machine()}")
     variants = {
         "recipe (batch 128)": {"batch": 128},
@@ -71,7 +72,7 @@ def main() -> None:
         base = None
         for label, kwargs in variants.items():
             try:
-                per_image = step_time(name, steps=args.steps, **kwargs)
+                per_image = step_time(data, name, steps=args.steps, **kwargs)
             except Exception as e:  # a variant this backend cannot run is a finding, not a crash
                 print(f"| {name} | {label} | fails: {type(e).__name__}: {str(e).splitlines()[0][:90]} | | |")
                 continue
