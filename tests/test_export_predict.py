@@ -12,6 +12,7 @@ from conftest import digitlab
 from PIL import Image
 
 from digitlab.config import TrainConfig
+from digitlab.evaluation import DECLINE_RATE
 from digitlab.export import export
 from digitlab.predict import KerasModel, OnnxModel, load
 
@@ -47,8 +48,8 @@ def test_savedmodel_export_gives_the_same_probabilities(run, mnist):
 
 def test_serving_threshold_is_chosen_on_validation(run):
     serving = json.loads((run / "serving.json").read_text())
-    # 1% of the validation digits fall under the threshold (ties aside).
-    assert serving["val_declined_fraction"] == pytest.approx(0.01, abs=0.005)
+    # DECLINE_RATE of the validation digits fall under the threshold (ties aside).
+    assert serving["val_declined_fraction"] == pytest.approx(DECLINE_RATE, abs=0.005)
     assert serving["val_nll_after"] <= serving["val_nll_before"] + 1e-9
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from digitlab.augment import RealWorld
+from digitlab.augment import Clutter, RealWorld
 from digitlab.config import TrainConfig
 from digitlab.errors import DigitlabError
 
@@ -29,6 +29,36 @@ def test_real_world_changes_some_images_in_each_way_and_leaves_inference_alone(m
     assert ((out[..., 0] > 0.5) & far).sum(axis=(1, 2)).astype(bool).mean() > 0.03
     np.testing.assert_array_equal(np.asarray(RealWorld(1.0)(x, training=False)), x)
     np.testing.assert_array_equal(np.asarray(RealWorld(0.0)(x, training=True)), x)
+
+
+def test_clutter_adds_lines_outlines_and_inverted_bands_to_some_images(mnist):
+    x = mnist.x_train[:2048]
+    out = np.asarray(Clutter(1.0, seed=5)(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    changed = np.abs(out - x).max(axis=(1, 2, 3)) > 1e-6
+    assert 0.65 < 1 - changed.mean() < 0.85  # about 75% stay clean
+    # Inverted bands: a whole edge row or column turns bright (MNIST's edges are black).
+    edges = np.stack([out[:, 0, :, 0], out[:, -1, :, 0], out[:, :, 0, 0], out[:, :, -1, 0]], 1)
+    banded = (edges.min(axis=2) > 0.9).any(axis=1)
+    assert 0.03 < banded.mean() < 0.09
+    # Outlines: binary images, ink where the stroke's edge was and none in its core.
+    core = ndimage.binary_erosion(x[..., 0] > 0.5, np.ones((1, 3, 3)))
+    binary = np.isin(out, (0.0, 1.0)).all(axis=(1, 2, 3)) & ~banded
+    hollow = binary & ~((out[..., 0] > 0.5) & core).any(axis=(1, 2))
+    assert 0.02 < hollow.mean() < 0.08
+    # Lines: ink added far from the digit, the digit's own ink kept.
+    far = ~ndimage.binary_dilation(x[..., 0] > 0.1, iterations=2, axes=(1, 2))
+    lined = ((out[..., 0] > 0.3) & far).sum(axis=(1, 2)) >= 5
+    kept = (out >= x - 1e-6).all(axis=(1, 2, 3))
+    assert 0.08 < (lined & kept & ~banded).mean() < 0.2
+    np.testing.assert_array_equal(np.asarray(Clutter(1.0)(x, training=False)), x)
+    np.testing.assert_array_equal(np.asarray(Clutter(0.0)(x, training=True)), x)
+
+
+@pytest.mark.parametrize("name", ["clutter", "real_world"])
+def test_augmentation_strengths_are_checked(name):
+    with pytest.raises(DigitlabError, match=name.replace("_", "-")):
+        TrainConfig(**{name: 3.5}).check()
 
 
 def test_targets_are_uniform_for_non_digits():

@@ -34,6 +34,8 @@ def trainer_for(model: keras.Model, config: TrainConfig) -> keras.Model:
     layers = []
     if config.augment or config.elastic:
         layers.append(augmentation(config.augment, config.elastic))
+    if config.clutter:
+        layers.append(Clutter(config.clutter, name="clutter"))
     if config.real_world:
         layers.append(RealWorld(config.real_world, name="real_world"))
     return keras.Sequential([keras.Input(model.input_shape[1:]), *layers, model]) if layers else model
@@ -149,16 +151,9 @@ def _blur3(images):
     return ops.conv(images, kernel, padding="same")
 
 
-@keras.saving.register_keras_serializable(package="digitlab")
-class RealWorld(keras.layers.Layer):
-    """What real inputs do to a digit that MNIST's scans never did, one random mix per image:
-    strokes thinner or fatter than MNIST's (a fine pen, a marker), blur (focus, motion), a low
-    resolution (a small digit in a photo or a scan), faded or uneven contrast (pencil, grey paper)
-    and sensor noise. Each effect is a random blend between the image and its altered copy, so
-    stroke width, blur and contrast vary continuously; about 40% of the images stay clean.
-
-    The preprocessing of real images evens much of this out (stroke width, contrast, size), but
-    not all of it, and a model fed 28x28 arrays directly gets none of that help."""
+class RandomMix(keras.layers.Layer):
+    """A training-only layer that alters a random share of the images, each in its own way;
+    `strength` scales how many (1: the shares written in `mix`, 0: none)."""
 
     def __init__(self, strength: float = 1.0, seed: int | None = None, **kwargs):
         super().__init__(**{"dtype": "float32", **kwargs})
@@ -168,13 +163,38 @@ class RealWorld(keras.layers.Layer):
     def _draw(self, n, low=0.0, high=1.0):
         return keras.random.uniform((n, 1, 1, 1), low, high, seed=self.seed_generator)
 
-    def _some(self, n, p):
-        """1 for a random share `p` (times the strength, at most 1) of the images, else 0."""
-        return ops.cast(self._draw(n) < min(1.0, p * self.strength), "float32")
+    def _some(self, n, p, scaled: bool = True):
+        """1 for a random share `p` (times the strength unless not `scaled`, at most 1) of the
+        images, else 0."""
+        return ops.cast(self._draw(n) < min(1.0, p * (self.strength if scaled else 1.0)), "float32")
 
     def call(self, images, training=True):
         if not training or self.strength == 0:
             return images
+        return ops.clip(self.mix(images), 0.0, 1.0)
+
+    def mix(self, images):
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="digitlab")
+class RealWorld(RandomMix):
+    """What real inputs do to a digit that MNIST's scans never did, one random mix per image:
+    strokes thinner or fatter than MNIST's (a fine pen, a marker), blur (focus, motion), a low
+    resolution (a small digit in a photo or a scan), faded or uneven contrast (pencil, grey paper)
+    and sensor noise. Each effect is a random blend between the image and its altered copy, so
+    stroke width, blur and contrast vary continuously; about 40% of the images stay clean.
+
+    The preprocessing of real images evens much of this out (stroke width, contrast, size), but
+    not all of it, and a model fed 28x28 arrays directly gets none of that help."""
+
+    def mix(self, images):
         x, n = images, ops.shape(images)[0]
         # Stroke width: a 3x3 dilation fattens strokes by ~2 px, an erosion thins them (partly,
         # never below a hairline: blended at most halfway).
@@ -203,11 +223,51 @@ class RealWorld(keras.layers.Layer):
         rate = self._draw(n, 0.0, 0.2)
         salted = ops.where(flips < rate / 2, 0.0, ops.where(flips > 1 - rate / 2, 1.0, x))
         kind = self._draw(n)
-        x = ops.where(self._some(n, 0.15) > 0, ops.where(kind < 0.5, gauss, salted), x)
-        return ops.clip(x, 0.0, 1.0)
+        return ops.where(self._some(n, 0.15) > 0, ops.where(kind < 0.5, gauss, salted), x)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
-    def get_config(self):
-        return {**super().get_config(), "strength": self.strength, "seed": self.seed}
+@keras.saving.register_keras_serializable(package="digitlab")
+class Clutter(RandomMix):
+    """What paper and pens add to a digit that is not the digit, one random mix per image:
+    lines through it (ruled or squared paper, a strike-through, a dashed or zigzag line), strokes
+    drawn as outlines (hollow or bubble digits, an edge detector's output) and regions of
+    inverted polarity (a shadow or a dark band across a photo, a shaded margin). About 75% of
+    the images stay clean. Runs before RealWorld, so lines are blurred and noised with the digit."""
+
+    def _line(self, n, size):
+        """Ink (n, size, size, 1) of one random line per image: within 60 degrees of
+        horizontal, passing up to 13 px from the centre, 0.7-2 px wide, at 50-100% of full ink;
+        solid, dashed or zigzag."""
+        y = ops.reshape(ops.arange(size, dtype="float32") - (size - 1) / 2, [1, size, 1, 1])
+        x = ops.reshape(ops.arange(size, dtype="float32") - (size - 1) / 2, [1, 1, size, 1])
+        angle = self._draw(n, -np.pi / 3, np.pi / 3)
+        across = y * ops.cos(angle) - x * ops.sin(angle) - self._draw(n, -13.0, 13.0)
+        along = x * ops.cos(angle) + y * ops.sin(angle) + self._draw(n, 0.0, 8.0)
+        # A zigzag: the offset follows a triangle wave of 1-3 px amplitude and 3-8 px period.
+        period, amplitude = self._draw(n, 3.0, 8.0), self._draw(n, 1.0, 3.0)
+        phase = along / period - ops.floor(along / period)
+        across = across - self._some(n, 0.3, scaled=False) * amplitude * (4 * ops.abs(phase - 0.5) - 1)
+        ink = ops.clip(self._draw(n, 0.7, 2.0) / 2 + 0.5 - ops.abs(across), 0.0, 1.0)
+        # Dashes: every other stretch of 1.5-4 px along the line left out.
+        dash = self._draw(n, 1.5, 4.0)
+        gaps = ops.cast(ops.floor(along / dash) % 2 == 1, "float32")
+        return ink * (1 - self._some(n, 0.3, scaled=False) * gaps) * self._draw(n, 0.5, 1.0)
+
+    def mix(self, images):
+        x, n, size = images, ops.shape(images)[0], images.shape[1]
+        # Lines: one, sometimes two, over the digit.
+        lines = self._some(n, 0.12) * self._line(n, size) + self._some(n, 0.04) * self._line(n, size)
+        x = ops.maximum(x, lines)
+        # Outlines: the stroke's edge just inside or just outside it, binarised, the inside empty.
+        ink = ops.cast(x > 0.5, "float32")
+        eroded = -ops.max_pool(-ink, 3, strides=1, padding="same")
+        dilated = ops.max_pool(ink, 3, strides=1, padding="same")
+        outline = ops.where(self._draw(n) < 0.5, ink - eroded, dilated - ink)
+        x = ops.where(self._some(n, 0.06) > 0, outline, x)
+        # Inverted bands from one edge or both, across rows or columns, each 2-12 px wide.
+        rows = ops.broadcast_to(ops.reshape(ops.arange(size, dtype="float32"), [1, size, 1, 1]), [1, size, size, 1])
+        pos = ops.where(self._draw(n) < 0.5, rows, ops.transpose(rows, [0, 2, 1, 3]))
+        first, last, side = self._draw(n, 2.0, 12.0), self._draw(n, 2.0, 12.0), self._draw(n)
+        # side: a third of the images get the first band only, a third the last, a third both
+        band = ops.logical_or((pos < first) & (side > 1 / 3), (pos >= size - last) & (side < 2 / 3))
+        return ops.where(self._some(n, 0.06) > 0, ops.where(band, 1 - x, x), x)

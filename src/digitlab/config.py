@@ -65,6 +65,9 @@ class TrainConfig:
     real_world: float = setting(
         0.0, "Real-input augmentation, 0-3: stroke width, blur, low resolution, contrast, noise."
     )
+    clutter: float = setting(
+        0.0, "Clutter augmentation, 0-3: lines through the digit, outlined strokes, inverted bands."
+    )
     negatives: float = setting(0.0, "Non-digits to learn to decline, as a share of the training digits (0-1).")
     model_params: dict = field(
         default_factory=dict, metadata={"help": "The model function's keyword arguments, as JSON."}
@@ -89,9 +92,9 @@ class TrainConfig:
             raise DigitlabError(f"--schedule must be one of {', '.join(SCHEDULES)}; got '{self.schedule}'")
         if self.precision not in PRECISIONS:
             raise DigitlabError(f"--precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'")
-        for name in ("augment", "elastic", "real_world"):
+        for name in ("augment", "elastic", "real_world", "clutter"):
             if not 0 <= getattr(self, name) <= 3:
-                raise DigitlabError(f"--{name} must be between 0 and 3, got {getattr(self, name)}")
+                raise DigitlabError(f"--{name.replace('_', '-')} must be between 0 and 3, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise DigitlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.negatives <= 1:

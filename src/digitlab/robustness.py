@@ -90,7 +90,7 @@ def _confidence(model: Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return probs.max(1), probs.argmax(1)
 
 
-def _read_files(model: Model, files: list[bytes], reader: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_files(model: Model, files: list[bytes], reader: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each file through preprocessing, then the model: (confidence, digit, images). A file that
     preprocessing declines has confidence 0 and digit -1."""
     from .preprocess import naive, prepare
@@ -150,7 +150,7 @@ def measure(
 
     for i, kind in enumerate(synth.KINDS):
         files, kind_labels = synth.render(kind, images, labels, n, seed=seed + 100 + i)
-        confidence, digit, seen = _read_files(model, files, reader)
+        confidence, digit, seen = read_files(model, files, reader)
         rows.append(_digit_row("real input", kind, kind_labels, confidence, digit, seen, threshold))
         digit_confidence.append(confidence)
 
@@ -159,7 +159,7 @@ def measure(
     clean_confidence, digits = digit_confidence[0], np.concatenate(digit_confidence)
     pooled = []
     for i, kind in enumerate(negatives.EVAL_KINDS):
-        confidence, _, seen = _read_files(model, negatives.evaluation(kind, n, seed + 300 + i), reader)
+        confidence, _, seen = read_files(model, negatives.evaluation(kind, n, seed + 300 + i), reader)
         pooled.append(confidence)
         shown = seen[int(np.argmax(confidence > 0))]  # one that preprocessing let through, if any did
         rows.append(_not_digit_row(kind, confidence, clean_confidence, digits, threshold, shown))
