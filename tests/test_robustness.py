@@ -43,8 +43,8 @@ def test_every_condition_is_measured(suites):
 
 def test_digitlab_preprocessing_beats_the_naive_resize_on_photos(suites):
     photo = {reader: next(r for r in s.rows if r.condition == "photo") for reader, s in suites.items()}
-    # Dark ink on uneven paper, resized as is: the model sees a grey page.
-    assert photo["digitlab"].accuracy > photo["naive"].accuracy + 0.3
+    # Dark ink on uneven paper, resized as is: the model sees a grey page and declines most.
+    assert photo["digitlab"].read > photo["naive"].read + 0.4
 
 
 def test_suite_files(suites, tmp_path):

@@ -36,6 +36,7 @@ OTHER = {
     "elastic": 0.25,
     "label_smoothing": 0.1,
     "real_world": 1.5,
+    "clutter": 0.5,
     "negatives": 0.2,
     "model_params": {"width": 48},
     "patience": 3,
@@ -132,7 +133,7 @@ def test_runs_walks_nested_folders_reads_old_records_and_says_no_runs(subset_run
     # A record as digitlab 0.2 wrote it: no kind, the split only in config, no digest.
     record = read_json(nested / "run.json")
     old = {k: record[k] for k in ("name", "created", "status", "versions", "machine", "timings", "params")}
-    old["config"] = {k: v for k, v in record["config"].items() if k not in ("real_world", "negatives")}
+    old["config"] = {k: v for k, v in record["config"].items() if k not in ("real_world", "clutter", "negatives")}
     old["data"] = {k: record["data"][k] for k in ("source", "train", "val", "test")}
     old["best"], old["epochs_run"] = record["best"], record["epochs_run"]
     write_json(nested / "run.json", old)
@@ -166,6 +167,20 @@ def test_ctrl_c_records_the_run_and_prints_how_to_resume(tmp_path, data_dir):
     assert stderr.strip().splitlines()[-1] == f"interrupted; go on with `digitlab train --resume {out}`"
     assert "Traceback" not in stderr
     assert Run.open(out).status == Status.INTERRUPTED
+
+
+def test_ctrl_c_during_fit_waits_for_the_batch_and_a_second_one_does_not():
+    from digitlab.callbacks import CtrlC
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), CtrlC() as ctrl_c:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert ctrl_c.pressed  # noted, nothing raised yet: the batch at hand finishes
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.on_train_batch_end(0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the second: at once
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 TUNE = ["--trials", "1", "--epochs", "1", "--subset", "500"]

@@ -1,8 +1,10 @@
 """The callbacks train() adds to Keras' fit: the best checkpoint, early stopping that survives
---resume (both keep their state in the run folder), and `--budget`'s deadline."""
+--resume (both keep their state in the run folder), `--budget`'s deadline and Ctrl-C."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -70,6 +72,40 @@ class Deadline(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.perf_counter() + self.val_s >= self.deadline:
             self.model.stop_training = self.stopped = True
+
+
+class CtrlC(keras.callbacks.Callback):
+    """Ctrl-C during fit() stops it after the batch at hand, from Python code between steps: a
+    KeyboardInterrupt raised at whatever point TensorFlow's Python side has reached can abort the
+    process ("free(): invalid next size", SIGABRT) before the run is recorded. A second Ctrl-C
+    interrupts at once. `with CtrlC() as ctrl_c:` around fit(), ctrl_c among its callbacks; the
+    handler is installed only there, and only in the main thread (signals go nowhere else)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pressed, self.previous = False, None
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._press)
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.pressed and kind is None:  # pressed during the last batch: stop all the same
+            raise KeyboardInterrupt
+
+    def _press(self, signum, frame) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def _stop_if_pressed(self, batch, logs=None) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = _stop_if_pressed
 
 
 def full_history(run: Run, last_fit: dict) -> dict[str, list[float]]:

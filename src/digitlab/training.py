@@ -18,7 +18,7 @@ import numpy as np
 
 from .augment import trainer_for
 from .backend import keras, tf
-from .callbacks import AtomicCheckpoint, Deadline, ResumableEarlyStopping, best_loss, full_history
+from .callbacks import AtomicCheckpoint, CtrlC, Deadline, ResumableEarlyStopping, best_loss, full_history
 from .config import TrainConfig
 from .data import MNIST, load_mnist
 from .errors import DigitlabError, Interrupted
@@ -244,14 +244,15 @@ def train(
                 *deadline,
                 *(callbacks or []),
             ]
-            fit = trainer.fit(
-                train_batches,
-                validation_data=val_batches,
-                epochs=config.epochs,
-                shuffle=False,  # the batches are shuffled already
-                callbacks=all_callbacks,
-                verbose=verbose,
-            )
+            with CtrlC() as ctrl_c:
+                fit = trainer.fit(
+                    train_batches,
+                    validation_data=val_batches,
+                    epochs=config.epochs,
+                    shuffle=False,  # the batches are shuffled already
+                    callbacks=[*all_callbacks, ctrl_c],
+                    verbose=verbose,
+                )
         record.timings["train_s"] = round(record.timings.get("train_s", 0) + time.perf_counter() - t0, 2)
         if budget:
             budget.stopped = deadline[0].stopped
