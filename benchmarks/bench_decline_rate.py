@@ -34,7 +34,11 @@ def main() -> None:
 
     data = load_mnist(DATA_DIR)
     x, y = data.x_val.reshape(-1, 28, 28, 1), data.y_val
-    seed = robustness.SEED + 10_000  # the suite's validation seeds, as robustness.measure draws them
+    # The same images for every model: the suite's validation renders and both kinds of non-digit.
+    seed = robustness.split_seed("validation")
+    real = {kind: robustness.real_inputs(kind, data.x_val, y, args.n, seed) for kind in synth.KINDS}
+    held_out_files = [f for kind in negatives.EVAL_KINDS for f in robustness.not_digits(kind, args.n, seed)]
+    own_images = validation_set(evaluation.VAL_NEGATIVES, data.x_val).reshape(-1, 28, 28, 1)
     print(f"machine: {describe_machine()}")
     print(f"validation split; {args.n} images per real-input and non-digit kind\n")
     for path in args.models:
@@ -42,22 +46,15 @@ def main() -> None:
         probs = model.probabilities(x)
         model.info["temperature"] = temperature = evaluation.fit_serving(y, probs)["temperature"]
         confidence = scale_temperature(probs, temperature).max(1)
-        own = validation_set(evaluation.VAL_NEGATIVES, data.x_val).reshape(-1, 28, 28, 1)
-        own = scale_temperature(model.probabilities(own), temperature).max(1)
-        real = {}
-        for i, kind in enumerate(synth.KINDS):
-            files, labels = synth.render(kind, data.x_val, y, args.n, seed=seed + 100 + i)
+        own = scale_temperature(model.probabilities(own_images), temperature).max(1)
+        read = {}
+        for kind, (files, labels) in real.items():
             conf, digit, _ = robustness.read_files(model, files, "digitlab")
-            real[kind] = (conf, digit == labels)
-        held_out = np.concatenate(
-            [
-                robustness.read_files(model, negatives.evaluation(kind, args.n, seed + 300 + i), "digitlab")[0]
-                for i, kind in enumerate(negatives.EVAL_KINDS)
-            ]
-        )
-        photo_conf, photo_right = real["photo"]
-        all_conf = np.concatenate([c for c, _ in real.values()])
-        all_right = np.concatenate([r for _, r in real.values()])
+            read[kind] = (conf, digit == labels)
+        held_out = robustness.read_files(model, held_out_files, "digitlab")[0]
+        photo_conf, photo_right = read["photo"]
+        all_conf = np.concatenate([c for c, _ in read.values()])
+        all_right = np.concatenate([r for _, r in read.values()])
         name, right = model.info["name"], photo_right.mean()
         print(f"{name}: temperature {temperature:.3f}; photos with the right top digit {right:.1%}")
         print(

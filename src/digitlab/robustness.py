@@ -105,6 +105,25 @@ def read_files(model: Model, files: list[bytes], reader: str) -> tuple[np.ndarra
     return confidence, digit, images
 
 
+def split_seed(split: str) -> int:
+    """The suite's seed on a split; each condition adds an offset of its own, under 1,000."""
+    return SEED + 10_000 * (split != "test")
+
+
+def real_inputs(kind: str, images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> tuple[list[bytes], np.ndarray]:
+    """The encoded files of a real-input condition (synth.KINDS) and their digits."""
+    from . import synth
+
+    return synth.render(kind, images, labels, n, seed=seed + 100 + synth.KINDS.index(kind))
+
+
+def not_digits(kind: str, n: int, seed: int) -> list[bytes]:
+    """The encoded files of a non-digit condition (negatives.EVAL_KINDS)."""
+    from . import negatives
+
+    return negatives.evaluation(kind, n, seed + 300 + negatives.EVAL_KINDS.index(kind))
+
+
 def _digit_row(group, condition, labels, confidence, digit, images, threshold) -> Row:
     accepted = confidence >= threshold
     return Row(
@@ -131,7 +150,7 @@ def measure(
     the whole test split), read by `model` with its calibrated threshold."""
     from . import corruptions, negatives, synth
 
-    seed = SEED + 10_000 * (split != "test")  # every condition below adds an offset under 1,000
+    seed = split_seed(split)
     images, labels = images.reshape(-1, 28, 28), np.asarray(labels)
     threshold = model.info["threshold"]
     rows, digit_confidence = [], []
@@ -148,8 +167,8 @@ def measure(
         confidence, digit = _confidence(model, corrupted)
         rows.append(_digit_row("MNIST-C", name, labels[some], confidence, digit, corrupted, threshold))
 
-    for i, kind in enumerate(synth.KINDS):
-        files, kind_labels = synth.render(kind, images, labels, n, seed=seed + 100 + i)
+    for kind in synth.KINDS:
+        files, kind_labels = real_inputs(kind, images, labels, n, seed)
         confidence, digit, seen = read_files(model, files, reader)
         rows.append(_digit_row("real input", kind, kind_labels, confidence, digit, seen, threshold))
         digit_confidence.append(confidence)
@@ -158,8 +177,8 @@ def measure(
 
     clean_confidence, digits = digit_confidence[0], np.concatenate(digit_confidence)
     pooled = []
-    for i, kind in enumerate(negatives.EVAL_KINDS):
-        confidence, _, seen = read_files(model, negatives.evaluation(kind, n, seed + 300 + i), reader)
+    for kind in negatives.EVAL_KINDS:
+        confidence, _, seen = read_files(model, not_digits(kind, n, seed), reader)
         pooled.append(confidence)
         shown = seen[int(np.argmax(confidence > 0))]  # one that preprocessing let through, if any did
         rows.append(_not_digit_row(kind, confidence, clean_confidence, digits, threshold, shown))
