@@ -34,10 +34,14 @@ def main() -> None:
 
     data = load_mnist(DATA_DIR)
     x, y = data.x_val.reshape(-1, 28, 28, 1), data.y_val
-    # The same images for every model: the suite's validation renders and both kinds of non-digit.
+    # The same images for every model, prepared once: the suite's validation renders and both kinds of non-digit.
     seed = robustness.split_seed("validation")
-    real = {kind: robustness.real_inputs(kind, data.x_val, y, args.n, seed) for kind in synth.KINDS}
+    real = {}
+    for kind in synth.KINDS:
+        files, labels = robustness.real_inputs(kind, data.x_val, y, args.n, seed)
+        real[kind] = (*robustness.prepare_files(files, "digitlab"), labels)
     held_out_files = [f for kind in negatives.EVAL_KINDS for f in robustness.not_digits(kind, args.n, seed)]
+    held_out_images = robustness.prepare_files(held_out_files, "digitlab")
     own_images = validation_set(evaluation.VAL_NEGATIVES, data.x_val).reshape(-1, 28, 28, 1)
     print(f"machine: {describe_machine()}")
     print(f"validation split; {args.n} images per real-input and non-digit kind\n")
@@ -48,10 +52,10 @@ def main() -> None:
         confidence = scale_temperature(probs, temperature).max(1)
         own = scale_temperature(model.probabilities(own_images), temperature).max(1)
         read = {}
-        for kind, (files, labels) in real.items():
-            conf, digit, _ = robustness.read_files(model, files, "digitlab")
+        for kind, (images, ok, labels) in real.items():
+            conf, digit = robustness.read_prepared(model, images, ok)
             read[kind] = (conf, digit == labels)
-        held_out = robustness.read_files(model, held_out_files, "digitlab")[0]
+        held_out = robustness.read_prepared(model, *held_out_images)[0]
         photo_conf, photo_right = read["photo"]
         all_conf = np.concatenate([c for c, _ in read.values()])
         all_right = np.concatenate([r for _, r in read.values()])

@@ -53,14 +53,17 @@ def main() -> None:
     models = [load(m) for m in args.models]
     print(f"machine: {describe_machine()}")
     print(f"split: {args.split}; {args.n} images per condition, {args.corruption_n} per MNIST-C corruption\n")
-    suites, columns = [], []
-    for i, model in enumerate(models):
-        readers = ("digitlab", "naive") if i == 0 else ("digitlab",)
-        for reader in readers:
-            t0 = time.perf_counter()
-            suites.append(robustness.measure(model, images, labels, args.split, args.n, reader, args.corruption_n))
-            columns.append(f"{model.info['name']}" + (" (naive resize)" if reader == "naive" else ""))
-            print(f"{columns[-1]}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+    def timed(some: list, reader: str) -> list:
+        t0 = time.perf_counter()
+        suites = robustness.measure_models(some, images, labels, args.split, args.n, reader, args.corruption_n)
+        print(f"{reader} reader, {len(some)} model(s): {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        return suites
+
+    ours, naive = timed(models, "digitlab"), timed(models[:1], "naive")  # the naive resize: the first model only
+    suites = [ours[0], *naive, *ours[1:]]
+    names = [m.info["name"] for m in models]
+    columns = [names[0], f"{names[0]} (naive resize)", *names[1:]]
 
     print("Digits: accuracy (read right, declined). Non-digits: declined, AUROC against clean / all digits.\n")
     print("| group | condition | " + " | ".join(columns) + " |")

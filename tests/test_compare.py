@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shlex
 
 import numpy as np
 import pytest
@@ -69,7 +70,13 @@ def test_ensemble_averages_its_members_and_exports_as_one_model(board, mnist):
     onnx = OnnxModel(export(target, "onnx"))
     np.testing.assert_allclose(onnx.probabilities(x), expected, atol=1e-5)
     record = read_json(target / "run.json")
-    assert record["status"] == "completed" and record["command"].startswith("digitlab ensemble")
+    assert record["status"] == "completed"
+    # The members' own commands first, each into its folder, then the ensemble of those folders.
+    *trains, last = record["command"].split(" && ")
+    assert [shlex.split(t)[:2] for t in trains] == [["digitlab", "train"]] * 2
+    folders = [shlex.split(t)[-1] for t in trains]
+    assert folders == [str(r) for r in runs_of(rows, "mlp")]
+    assert shlex.split(last) == ["digitlab", "ensemble", *folders, "--out", str(target)]
     report = (target / "report.md").read_text()
     assert "digitlab ensemble" in report and "trained on 2,000 images (--subset 2000)" in report
 

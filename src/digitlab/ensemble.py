@@ -7,6 +7,7 @@ It is a run folder like any other (run.json, model.keras, metrics, report), so `
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 from pathlib import Path
 
@@ -56,7 +57,11 @@ def ensemble(
         kind="ensemble",
         status=Status.TRAINED,
         members=[str(r.path) for r in members],
-        command="digitlab ensemble " + " ".join(str(r.path) for r in members) + f" --out {out}",
+        # Every member's own command first: the card of a shipped ensemble says how to make it whole.
+        command=" && ".join(
+            [r.reproduce(here=True) for r in members]
+            + [shlex.join(["digitlab", "ensemble", *(str(r.path) for r in members), "--out", str(out)])]
+        ),
         params=model.count_params(),
         data=dataclasses.replace(used, negatives=0),
         timings={

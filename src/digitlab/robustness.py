@@ -90,19 +90,22 @@ def _confidence(model: Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return probs.max(1), probs.argmax(1)
 
 
-def read_files(model: Model, files: list[bytes], reader: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each file through preprocessing, then the model: (confidence, digit, images). A file that
-    preprocessing declines has confidence 0 and digit -1."""
+def prepare_files(files: list[bytes], reader: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each file through preprocessing: the (N, 28, 28) images and which ones it let through."""
     from .preprocess import naive, prepare
 
     if reader == "naive":
-        images, ok = np.stack([naive(f) for f in files]), np.ones(len(files), bool)
-    else:
-        prepared = [prepare(f) for f in files]
-        images, ok = np.stack([p.image for p in prepared]), np.array([p.reason is None for p in prepared])
-    confidence, digit = np.zeros(len(files)), np.full(len(files), -1)
+        return np.stack([naive(f) for f in files]), np.ones(len(files), bool)
+    prepared = [prepare(f) for f in files]
+    return np.stack([p.image for p in prepared]), np.array([p.reason is None for p in prepared])
+
+
+def read_prepared(model: Model, images: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, digit) of prepared images; one that preprocessing declined (not `ok`) has
+    confidence 0 and digit -1."""
+    confidence, digit = np.zeros(len(images)), np.full(len(images), -1)
     confidence[ok], digit[ok] = _confidence(model, images[ok])
-    return confidence, digit, images
+    return confidence, digit
 
 
 def split_seed(split: str) -> int:
@@ -148,42 +151,63 @@ def measure(
 ) -> Suite:
     """Every condition on `n` images of the split (`corruption_n` for MNIST-C: the paper uses
     the whole test split), read by `model` with its calibrated threshold."""
+    return measure_models([model], images, labels, split, n, reader, corruption_n)[0]
+
+
+def measure_models(
+    models: list[Model],
+    images: np.ndarray,
+    labels: np.ndarray,
+    split: str = "test",
+    n: int = 500,
+    reader: str = "digitlab",
+    corruption_n: int | None = None,
+) -> list[Suite]:
+    """`measure` for several models on the same images: each condition is made and prepared
+    once, then read by every model (rendering and preprocessing are most of the suite's time)."""
     from . import corruptions, negatives, synth
 
     seed = split_seed(split)
     images, labels = images.reshape(-1, 28, 28), np.asarray(labels)
-    threshold = model.info["threshold"]
-    rows, digit_confidence = [], []
+    rows: list[list[Row]] = [[] for _ in models]
+    digit_confidence: list[list[np.ndarray]] = [[] for _ in models]
+
+    def each(group: str, condition: str, seen: np.ndarray, ok: np.ndarray, truth: np.ndarray, track: bool) -> None:
+        for m, model in enumerate(models):
+            confidence, digit = read_prepared(model, seen, ok)
+            rows[m].append(_digit_row(group, condition, truth, confidence, digit, seen, model.info["threshold"]))
+            if track:
+                digit_confidence[m].append(confidence)
 
     pick = np.random.default_rng(seed).permutation(len(labels))  # offset 0; the conditions start at 1
-    clean, clean_labels = images[pick[:n]], labels[pick[:n]]
-    confidence, digit = _confidence(model, clean)
-    rows.append(_digit_row("clean", "clean", clean_labels, confidence, digit, clean, threshold))
-    digit_confidence.append(confidence)
+    clean = images[pick[:n]]
+    each("clean", "clean", clean, np.ones(len(clean), bool), labels[pick[:n]], track=True)
 
     some = pick[: corruption_n or n]
     for i, name in enumerate(corruptions.NAMES):
         corrupted = corruptions.corrupt(name, images[some], seed=seed + 1 + i)
-        confidence, digit = _confidence(model, corrupted)
-        rows.append(_digit_row("MNIST-C", name, labels[some], confidence, digit, corrupted, threshold))
+        each("MNIST-C", name, corrupted, np.ones(len(some), bool), labels[some], track=False)
 
     for kind in synth.KINDS:
         files, kind_labels = real_inputs(kind, images, labels, n, seed)
-        confidence, digit, seen = read_files(model, files, reader)
-        rows.append(_digit_row("real input", kind, kind_labels, confidence, digit, seen, threshold))
-        digit_confidence.append(confidence)
+        each("real input", kind, *prepare_files(files, reader), kind_labels, track=True)
 
-    rows.append(_numbers(model, images, labels, n, seed + 200, reader))
+    for m, model in enumerate(models):
+        rows[m].append(_numbers(model, images, labels, n, seed + 200, reader))
 
-    clean_confidence, digits = digit_confidence[0], np.concatenate(digit_confidence)
-    pooled = []
+    # Non-digits against each model's digits: the clean ones, and those with every real input.
+    against = [(confidences[0], np.concatenate(confidences)) for confidences in digit_confidence]
+    pooled: list[list[np.ndarray]] = [[] for _ in models]
     for kind in negatives.EVAL_KINDS:
-        confidence, _, seen = read_files(model, not_digits(kind, n, seed), reader)
-        pooled.append(confidence)
-        shown = seen[int(np.argmax(confidence > 0))]  # one that preprocessing let through, if any did
-        rows.append(_not_digit_row(kind, confidence, clean_confidence, digits, threshold, shown))
-    rows.append(_not_digit_row("all", np.concatenate(pooled), clean_confidence, digits, threshold))
-    return Suite(split, reader, str(model.info.get("name", "model")), rows)
+        seen, ok = prepare_files(not_digits(kind, n, seed), reader)
+        for m, model in enumerate(models):
+            confidence, _ = read_prepared(model, seen, ok)
+            pooled[m].append(confidence)
+            shown = seen[int(np.argmax(confidence > 0))]  # one that preprocessing let through, if any did
+            rows[m].append(_not_digit_row(kind, confidence, *against[m], model.info["threshold"], shown))
+    for m, model in enumerate(models):
+        rows[m].append(_not_digit_row("all", np.concatenate(pooled[m]), *against[m], model.info["threshold"]))
+    return [Suite(split, reader, str(m.info.get("name", "model")), r) for m, r in zip(models, rows, strict=True)]
 
 
 def _not_digit_row(condition, confidence, clean, digits, threshold, example=None) -> Row:

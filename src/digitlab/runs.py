@@ -21,6 +21,7 @@ import enum
 import json
 import os
 import platform
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,13 +276,15 @@ class Run:
             and same_data
         )
 
-    def reproduce(self) -> str:
-        """A command that makes this run again."""
+    def reproduce(self, here: bool = False) -> str:
+        """A command that makes this run again: into a new folder (this one is taken), or with
+        `here` into this run's own path, as an ensemble's command names its members."""
         if self.record.command:
             return self.record.command
         if self.record.config is None:
             return ""
-        return f"digitlab train {self.record.config.cli_args()}"  # into a new folder: this one is taken
+        out = f" --out {shlex.quote(str(self.path))}" if here else ""
+        return f"digitlab train {self.record.config.cli_args()}{out}"
 
     # --- the files other modules read ------------------------------------------------------
 
