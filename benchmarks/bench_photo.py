@@ -20,14 +20,10 @@ import numpy as np
 from common import DATA_DIR, ROOT, describe_machine
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = k / n
-    centre, half = (p + z * z / (2 * n)), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
-
-
 def share(mask: np.ndarray) -> str:
-    low, high = wilson(int(mask.sum()), len(mask))
+    from digitlab.robustness import wilson
+
+    low, high = wilson(float(mask.mean()), len(mask))
     return f"{mask.mean():.2%} [{low:.2%}, {high:.2%}]"
 
 

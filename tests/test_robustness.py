@@ -80,3 +80,17 @@ def test_several_models_at_once_score_as_each_alone(mnist):
         assert suite.model == model.info["name"] and suite.to_json() == alone.to_json()
     declined = [{r.condition: r.declined for r in s.rows} for s in together]
     assert declined[1]["all"] < declined[0]["all"]  # a lower threshold lets more non-digits through
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    # Wilson (1927) for 50 of 100: 0.4038-0.5962; for none of 100 the upper end is z^2 / (n + z^2).
+    assert robustness.wilson(0.5, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    assert robustness.wilson(0.0, 100) == pytest.approx((0.0, 1.96**2 / (100 + 1.96**2)), abs=1e-9)
+
+
+def test_the_table_gives_each_read_right_figure_its_interval(suites):
+    table = robustness.markdown(suites["digitlab"])
+    photo = next(r for r in suites["digitlab"].rows if r.condition == "photo")
+    low, high = robustness.wilson(photo.read, photo.n)
+    assert low <= photo.read <= high
+    assert f"| {photo.read:.1%} ({low:.1%}-{high:.1%}) |" in table
