@@ -56,7 +56,7 @@ def main() -> None:
 
     def timed(some: list, reader: str) -> list:
         t0 = time.perf_counter()
-        suites = robustness.measure_models(some, images, labels, args.split, args.n, reader, args.corruption_n)
+        suites = robustness.measure(some, images, labels, args.split, args.n, reader, args.corruption_n)
         print(f"{reader} reader, {len(some)} model(s): {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         return suites
 

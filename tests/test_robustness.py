@@ -17,7 +17,7 @@ from digitlab.predict import load
 def suites(mnist):
     model = load()
     return {
-        reader: robustness.measure(model, mnist.x_test, mnist.y_test, n=40, reader=reader, corruption_n=60)
+        reader: robustness.measure([model], mnist.x_test, mnist.y_test, n=40, reader=reader, corruption_n=60)[0]
         for reader in robustness.READERS
     }
 
@@ -71,12 +71,12 @@ def test_robustness_cli(data_dir, tmp_path):
 
 
 def test_several_models_at_once_score_as_each_alone(mnist):
-    # measure_models prepares each condition once for all models; each must score as if alone.
+    # measure prepares each condition once for all models; each must score as if alone.
     first, second = load(), load()
     second.info = {**second.info, "name": "lenient", "threshold": 0.3}
-    together = robustness.measure_models([first, second], mnist.x_test, mnist.y_test, n=20, corruption_n=20)
+    together = robustness.measure([first, second], mnist.x_test, mnist.y_test, n=20, corruption_n=20)
     for model, suite in zip((first, second), together, strict=True):
-        alone = robustness.measure(model, mnist.x_test, mnist.y_test, n=20, corruption_n=20)
+        (alone,) = robustness.measure([model], mnist.x_test, mnist.y_test, n=20, corruption_n=20)
         assert suite.model == model.info["name"] and suite.to_json() == alone.to_json()
     declined = [{r.condition: r.declined for r in s.rows} for s in together]
     assert declined[1]["all"] < declined[0]["all"]  # a lower threshold lets more non-digits through

@@ -176,5 +176,5 @@ def robustness(
     used = Run.open(model).record.data if model is not None and Run.is_run(model) else None
     data = load_mnist(data_dir, **({"val_size": used.val_size, "split_seed": used.split_seed} if used else {}))
     images, labels = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
-    result = suite.measure(loaded, images, labels, split, n, reader, corruption_n)
+    (result,) = suite.measure([loaded], images, labels, split, n, reader, corruption_n)
     typer.echo(suite.write(result, out).read_text())

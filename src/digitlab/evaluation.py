@@ -155,7 +155,7 @@ def evaluate(run: Run | str | Path, data: MNIST | None = None, data_dir: str | P
         reader = predict.KerasModel(run.model, model)
     else:
         reader, model.info = model, {"name": record.name, **serving}
-    suite = robustness.measure(reader, data.x_test, data.y_test, n=ROBUSTNESS_N if full else 20)
+    (suite,) = robustness.measure([reader], data.x_test, data.y_test, n=ROBUSTNESS_N if full else 20)
     robustness.write(suite, run.path)
     metrics["robustness"] = suite.summary()
     write_report(run, metrics, data, probs, robustness.markdown(suite))

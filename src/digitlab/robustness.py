@@ -141,20 +141,6 @@ def _digit_row(group, condition, labels, confidence, digit, images, threshold) -
 
 
 def measure(
-    model: Model,
-    images: np.ndarray,
-    labels: np.ndarray,
-    split: str = "test",
-    n: int = 500,
-    reader: str = "digitlab",
-    corruption_n: int | None = None,
-) -> Suite:
-    """Every condition on `n` images of the split (`corruption_n` for MNIST-C: the paper uses
-    the whole test split), read by `model` with its calibrated threshold."""
-    return measure_models([model], images, labels, split, n, reader, corruption_n)[0]
-
-
-def measure_models(
     models: list[Model],
     images: np.ndarray,
     labels: np.ndarray,
@@ -163,8 +149,9 @@ def measure_models(
     reader: str = "digitlab",
     corruption_n: int | None = None,
 ) -> list[Suite]:
-    """`measure` for several models on the same images: each condition is made and prepared
-    once, then read by every model (rendering and preprocessing are most of the suite's time)."""
+    """Every condition on `n` images of the split (`corruption_n` for MNIST-C: the paper uses
+    the whole test split), read by each model with its calibrated threshold: one Suite a model.
+    Each condition is made and prepared once for all of them (most of the suite's time)."""
     from . import corruptions, negatives, synth
 
     seed = split_seed(split)
