@@ -79,6 +79,7 @@ def test_ensemble_averages_its_members_and_exports_as_one_model(board, mnist):
     assert shlex.split(last) == ["digitlab", "ensemble", *folders, "--out", str(target)]
     report = (target / "report.md").read_text()
     assert "digitlab ensemble" in report and "trained on 2,000 images (--subset 2000)" in report
+    assert " &&\n".join([*trains, last]) in report  # a command a line, joined as one for the shell
 
 
 def test_ensemble_refuses_mixed_splits(board, tmp_path):

@@ -133,7 +133,7 @@ def markdown(run: Run, metrics: dict, has_curves: bool, robustness: str | None =
         "## Reproduce",
         "",
         "```",
-        run.reproduce(),
+        run.reproduce().replace(" && ", " &&\n"),  # an ensemble's members, a line each; still one shell command
         "```",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in record.versions.items()),
