@@ -44,11 +44,8 @@ def main() -> None:
     seed = robustness.split_seed(args.split)
     t0 = time.perf_counter()
     files, truth = robustness.real_inputs("photo", images, labels, args.n, seed)
-    # The digits the photos were made from: real_inputs picks them with the condition's own seed.
-    rng = np.random.default_rng(seed + 100 + synth.KINDS.index("photo"))
-    picked = rng.choice(len(labels), min(args.n, len(labels)), replace=False)
-    assert (labels[picked] == truth).all(), "synth.render picks its digits otherwise now"
-    clean = images[picked]
+    _, digits = synth.choose(len(labels), args.n, robustness.real_input_seed("photo", seed))  # the photos' own
+    clean = images[digits]
     photos, ok = robustness.prepare_files(files, "digitlab")
     print(f"machine: {describe_machine()}")
     print(f"{args.split} split: {len(files):,} photos rendered and prepared in {time.perf_counter() - t0:.0f} s\n")

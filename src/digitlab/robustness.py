@@ -117,7 +117,14 @@ def real_inputs(kind: str, images: np.ndarray, labels: np.ndarray, n: int, seed:
     """The encoded files of a real-input condition (synth.KINDS) and their digits."""
     from . import synth
 
-    return synth.render(kind, images, labels, n, seed=seed + 100 + synth.KINDS.index(kind))
+    return synth.render(kind, images, labels, n, seed=real_input_seed(kind, seed))
+
+
+def real_input_seed(kind: str, seed: int) -> int:
+    """The seed a real-input condition renders with, from the split's seed."""
+    from . import synth
+
+    return seed + 100 + synth.KINDS.index(kind)
 
 
 def not_digits(kind: str, n: int, seed: int) -> list[bytes]:

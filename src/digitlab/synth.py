@@ -109,10 +109,15 @@ def printed(label: int, rng: np.random.Generator, font_files: list[Path]) -> byt
     return encode(image, "JPEG", quality=int(rng.integers(70, 95)))
 
 
+def choose(size: int, n: int, seed: int) -> tuple[np.random.Generator, np.ndarray]:
+    """The `n` of `size` digits that render() draws from with `seed`, and the generator it goes on with."""
+    rng = np.random.default_rng(seed)
+    return rng, rng.choice(size, min(n, size), replace=False)
+
+
 def render(kind: str, images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> tuple[list[bytes], np.ndarray]:
     """`n` encoded images of `kind` and their labels, from MNIST `images` (N, 28, 28[, 1])."""
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(labels), min(n, len(labels)), replace=False)
+    rng, pick = choose(len(labels), n, seed)
     digits = [images[i].reshape(28, 28) for i in pick]
     if kind == "printed":
         font_files = fonts()
