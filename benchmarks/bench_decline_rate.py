@@ -4,7 +4,7 @@ validation split only (the rate is a choice, so the test split plays no part):
     python benchmarks/bench_decline_rate.py [MODEL ...] [--n 1000]
 
 For each rate, the threshold is that quantile of the model's calibrated confidence over all
-10,000 validation digits (as evaluation.fit_serving sets it with DECLINE_RATE); then, at that
+10,000 validation digits (as calibration.fit sets it with DECLINE_RATE); then, at that
 threshold: the robustness suite's validation photos and other real-input digits read right and
 declined, its validation non-digits (held-out sources) declined, and the validation non-digits
 made from the training sources declined.
@@ -27,15 +27,19 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="images per real-input and non-digit kind")
     args = parser.parse_args()
 
-    from digitlab import evaluation, negatives, robustness, synth
-    from digitlab.data import load_mnist
-    from digitlab.outliers import validation_set
-    from digitlab.predict import load, scale_temperature
+    from digitlab import robustness
+    from digitlab.data import negatives, synth
+    from digitlab.data.mnist import load_mnist
+    from digitlab.evaluation import evaluate as evaluation
+    from digitlab.io import calibration
+    from digitlab.io.calibration import scale_temperature
+    from digitlab.io.load import load
+    from digitlab.training.outliers import validation_set
 
     data = load_mnist(DATA_DIR)
     x, y = data.x_val.reshape(-1, 28, 28, 1), data.y_val
     # The same images for every model, prepared once: the suite's validation renders and both kinds of non-digit.
-    seed = robustness.split_seed("validation")
+    seed = robustness.suite_seed("validation")
     real = {}
     for kind in synth.KINDS:
         files, labels = robustness.real_inputs(kind, data.x_val, y, args.n, seed)
@@ -48,7 +52,7 @@ def main() -> None:
     for path in args.models:
         model = load(path)
         probs = model.probabilities(x)
-        model.info["temperature"] = temperature = evaluation.fit_serving(y, probs)["temperature"]
+        model.info["temperature"] = temperature = calibration.fit(y, probs)["temperature"]
         confidence = scale_temperature(probs, temperature).max(1)
         own = scale_temperature(model.probabilities(own_images), temperature).max(1)
         read = {}

@@ -21,11 +21,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def step_time(data, model_name: str, batch: int, steps: int, jit: bool = False) -> float:
     """Seconds per image over `steps` training steps of the recipe's trainer."""
-    from digitlab.augment import trainer_for
-    from digitlab.backend import keras
-    from digitlab.config import TrainConfig
-    from digitlab.models import build
-    from digitlab.pca import adapt
+    from digitlab.nn.backend import keras
+    from digitlab.nn.models import build
+    from digitlab.nn.pca import adapt
+    from digitlab.training.augment import trainer_for
+    from digitlab.training.config import TrainConfig
 
     config = TrainConfig.for_model(model_name, batch_size=batch)
     model = build(model_name)
@@ -41,7 +41,7 @@ def step_time(data, model_name: str, batch: int, steps: int, jit: bool = False) 
 
 def channels_first() -> str:
     """Whether TensorFlow convolves channels-first (NCHW) tensors on this CPU at all."""
-    from digitlab.backend import tf
+    from digitlab.nn.backend import tf
 
     try:
         tf.nn.conv2d(tf.zeros((8, 32, 28, 28)), tf.zeros((3, 3, 32, 32)), 1, "VALID", data_format="NCHW")
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--models", nargs="*", default=["fast", "allconv"])
     args = parser.parse_args()
-    from digitlab.data import load_mnist
+    from digitlab.data.mnist import load_mnist
 
     data = load_mnist(DATA_DIR)  # once: every variant trains on the same first images
     print(f"machine: {describe_machine()}")

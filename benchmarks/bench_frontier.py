@@ -32,7 +32,7 @@ import numpy as np
 from common import DATA_DIR, ROOT, describe_machine, keras_io_convnet, mean_std, run_child
 
 sys.path.insert(0, str(ROOT / "src"))
-from digitlab import frontier
+from digitlab.training import frontier
 
 PLOT = ROOT / "docs" / "figures" / "frontier.png"
 TEMPERATURE = 4.0  # distillation: the teacher's probabilities softened, so its second guesses teach
@@ -60,7 +60,7 @@ ENSEMBLES = {"ensemble fast x3": ("fast", 3)}  # name: (recipe, members); member
 def teacher_targets(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Half one-hot, half the shipped model's probabilities at TEMPERATURE (Hinton et al.'s
     soft targets, from the ONNX model digitlab ships: allconv trained on the training split only)."""
-    from digitlab.predict import DEFAULT_MODEL, OnnxModel
+    from digitlab.io.native import DEFAULT_MODEL, OnnxModel
 
     probs = OnnxModel(DEFAULT_MODEL).probabilities(images)
     soft = np.exp(np.log(np.clip(probs, 1e-12, 1)) / TEMPERATURE)
@@ -70,7 +70,7 @@ def teacher_targets(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def train_keras_io(data, seed: int) -> tuple[float, list]:
     """The reference convnet trained as its tutorial trains it: 15 epochs at batch 128."""
-    from digitlab.training import seed_everything
+    from digitlab.training.numerics import seed_everything
 
     seed_everything(seed)
     t0 = time.perf_counter()
@@ -81,10 +81,11 @@ def train_keras_io(data, seed: int) -> tuple[float, list]:
 
 
 def child(name: str, seed: int, out: Path, subset: int | None) -> dict:
-    from digitlab.backend import keras
-    from digitlab.config import TrainConfig
-    from digitlab.data import load_mnist
-    from digitlab.training import as_float32, compile_model, precision, prepare, prepare_fit, seed_everything
+    from digitlab.data.mnist import load_mnist
+    from digitlab.nn.backend import keras
+    from digitlab.training.config import TrainConfig
+    from digitlab.training.loop import as_float32, compile_model, prepare, prepare_fit
+    from digitlab.training.numerics import precision, seed_everything
 
     spec = SPECS[name]
     data = load_mnist(DATA_DIR).subset(subset)
@@ -179,7 +180,7 @@ def row(name: str, results: list[Result], labels, machine: str, speed_ms: float,
 def plot(rows: list[frontier.Row], path: Path) -> None:
     """Test accuracy against median training time, log scale; a row far below the rest (the
     mlp) is drawn at the bottom edge as an arrow with its figure, so the others stay readable."""
-    from digitlab.plots import BLUE, GREY, figure, save, style
+    from digitlab.evaluation.plots import BLUE, GREY, figure, save, style
 
     fig = figure(7.5, 4.5)
     ax = fig.subplots()
@@ -225,7 +226,7 @@ def main() -> None:
     if args.plot:
         plot(frontier.read(), PLOT)
         return
-    from digitlab.data import load_mnist
+    from digitlab.data.mnist import load_mnist
 
     machine = describe_machine()
     print(f"machine: {machine}")

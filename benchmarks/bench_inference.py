@@ -24,7 +24,7 @@ SINGLE_CALLS = 2000
 
 
 def test_images() -> np.ndarray:
-    from digitlab.data import load_raw, scale
+    from digitlab.data.mnist import load_raw, scale
 
     return scale(load_raw(DATA_DIR).test_images)
 
@@ -53,7 +53,7 @@ def latencies(fn, image: np.ndarray) -> list[float]:
 def child(engine: str, model: str, repeats: int) -> dict:
     x = test_images()
     if engine == "onnx":
-        from digitlab.predict import OnnxModel
+        from digitlab.io.native import OnnxModel
 
         m = OnnxModel(Path(model))
         batch = timed(lambda: m.probabilities(x), repeats)
@@ -61,7 +61,7 @@ def child(engine: str, model: str, repeats: int) -> dict:
         assert "tensorflow" not in sys.modules, "the ONNX path must not load TensorFlow"
         probs = m.probabilities(x)
     else:
-        from digitlab.predict import KerasModel
+        from digitlab.io.native import KerasModel
 
         m = KerasModel(Path(model))
         batch = timed(lambda: m.model.predict(x, verbose=0), repeats)  # Keras' own predict, its default batch
@@ -85,8 +85,8 @@ def main() -> None:
         print(json.dumps(child(args.child, args.model, args.repeats)))
         return
 
-    from digitlab.export import export
-    from digitlab.predict import model_file
+    from digitlab.io.export import export
+    from digitlab.io.native import model_file
 
     keras_path = model_file(args.model)
     workdir = Path(tempfile.mkdtemp(prefix="bench-inference-"))

@@ -34,14 +34,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000, help="digits of the split (all 10,000 by default)")
     args = parser.parse_args()
 
-    from digitlab import robustness, synth
-    from digitlab.data import load_mnist
-    from digitlab.predict import load
+    from digitlab import robustness
+    from digitlab.data import synth
+    from digitlab.data.mnist import load_mnist
+    from digitlab.io.load import load
 
     data = load_mnist(DATA_DIR)
     images, labels = (data.x_test, data.y_test) if args.split == "test" else (data.x_val, data.y_val)
     images = images.reshape(-1, 28, 28)
-    seed = robustness.split_seed(args.split)
+    seed = robustness.suite_seed(args.split)
     t0 = time.perf_counter()
     files, truth = robustness.real_inputs("photo", images, labels, args.n, seed)
     _, digits = synth.choose(len(labels), args.n, robustness.real_input_seed("photo", seed))  # the photos' own

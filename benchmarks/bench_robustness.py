@@ -45,8 +45,8 @@ def main() -> None:
     args.split = args.split or ("validation" if len(args.models) > 1 else "test")  # choosing is done on validation
 
     from digitlab import robustness
-    from digitlab.data import load_mnist
-    from digitlab.predict import load
+    from digitlab.data.mnist import load_mnist
+    from digitlab.io.load import load
 
     data = load_mnist(DATA_DIR)
     images, labels = (data.x_test, data.y_test) if args.split == "test" else (data.x_val, data.y_val)

@@ -34,7 +34,7 @@ TIME_LIMIT = 300  # seconds: the test stops even if the server stalls
 
 
 def payloads(n: int) -> list[bytes]:
-    from digitlab.data import load_raw
+    from digitlab.data.mnist import load_raw
 
     raw = load_raw(DATA_DIR)
     out = []
@@ -185,7 +185,7 @@ def main() -> None:
     if args.probe:
         return probe(args.probe, args.saturate)
 
-    from digitlab.serve import running
+    from digitlab.serve.app import running
 
     bodies = payloads(200)
     options = ("--workers", str(args.workers))

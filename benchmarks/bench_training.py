@@ -28,9 +28,9 @@ BASELINE_EPOCHS = 15
 
 
 def child_baseline(seed: int) -> dict:
-    from digitlab.backend import keras
-    from digitlab.data import load_mnist
-    from digitlab.training import seed_everything
+    from digitlab.data.mnist import load_mnist
+    from digitlab.nn.backend import keras
+    from digitlab.training.numerics import seed_everything
 
     data = load_mnist(DATA_DIR)
     seed_everything(seed)
@@ -63,8 +63,8 @@ def child_baseline(seed: int) -> dict:
 
 def plain_fast(width: int = 16):
     """`fast` as it was first written: two 5x5 conv-BN-ReLU-pool stages, the same widths."""
-    from digitlab.backend import keras
-    from digitlab.models import _classifier, _conv_bn
+    from digitlab.nn.backend import keras
+    from digitlab.nn.models import _classifier, _conv_bn
 
     layers = keras.layers
     return _classifier(
@@ -73,10 +73,11 @@ def plain_fast(width: int = 16):
 
 
 def child_fast(seed: int, plain: bool = False) -> dict:
-    from digitlab.config import TrainConfig
-    from digitlab.data import load_mnist
-    from digitlab.models import adapt, build, flops_per_image
-    from digitlab.training import as_float32, compile_model, precision, prepare_fit, seed_everything
+    from digitlab.data.mnist import load_mnist
+    from digitlab.nn.models import adapt, build, flops_per_image
+    from digitlab.training.config import TrainConfig
+    from digitlab.training.loop import as_float32, compile_model, prepare_fit
+    from digitlab.training.numerics import precision, seed_everything
 
     data = load_mnist(DATA_DIR)
     config = TrainConfig.for_model("fast", seed=seed)

@@ -64,7 +64,7 @@ def run_child(args: list[str]) -> tuple[str, float]:
 def keras_io_convnet():
     """keras-io's mnist_convnet, compiled as its tutorial does: two convs, dropout 0.5, Adam.
     The reference every training benchmark measures against; it trains 15 epochs at batch 128."""
-    from digitlab.backend import keras
+    from digitlab.nn.backend import keras
 
     layers = keras.layers
     model = keras.Sequential(

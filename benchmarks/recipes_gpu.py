@@ -29,11 +29,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 import numpy as np  # noqa: E402
 from common import DATA_DIR  # noqa: E402
 
-from digitlab.augment import augmentation  # noqa: E402
-from digitlab.config import TrainConfig  # noqa: E402
-from digitlab.data import load_mnist  # noqa: E402
-from digitlab.models import build  # noqa: E402
-from digitlab.training import compile_model, targets  # noqa: E402
+from digitlab.data.mnist import load_mnist  # noqa: E402
+from digitlab.nn.models import build  # noqa: E402
+from digitlab.training.augment import augmentation  # noqa: E402
+from digitlab.training.config import TrainConfig  # noqa: E402
+from digitlab.training.loop import compile_model, targets  # noqa: E402
 
 VARIANTS = {  # each changes one thing of allconv's recipe at 15 epochs (no decay, EMA or smoothing)
     "base15": {},

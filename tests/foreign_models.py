@@ -15,7 +15,7 @@ TRAIN = 8000  # one epoch on these reads ~90% of digits: enough to tell every sc
 @pytest.fixture(scope="session")
 def built(mnist, tmp_path_factory):
     """name -> (path, what must be detected, the raw Keras model, how to feed it by hand)."""
-    from digitlab.backend import keras, tf
+    from digitlab.nn.backend import keras, tf
 
     layers = keras.layers
     folder = tmp_path_factory.mktemp("foreign")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from digitlab.augment import ALPHA, Distortion, augmentation, smooth, warp
-from digitlab.config import TrainConfig
 from digitlab.files import read_json
+from digitlab.training.augment import ALPHA, Distortion, augmentation, smooth, warp
+from digitlab.training.config import TrainConfig
 
 
 def test_warp_is_bilinear_sampling_with_black_outside():
@@ -33,7 +33,7 @@ def test_smooth_is_a_gaussian_blur():
 def test_affine_part_is_scipys_affine_transform(mnist):
     # With no shift and no warp, the layer's positions for its drawn angle and scale must equal
     # scipy's inverse mapping: out[p] = in[c + R (p - c) / s].
-    from digitlab.backend import keras
+    from digitlab.nn.backend import keras
 
     image = mnist.x_train[:1]
     layer = Distortion(rotation=10, zoom=0.1, shift=0, seed=7)
@@ -73,8 +73,8 @@ def test_distortion_bends_digits_a_little_and_keeps_them_sharp(mnist):
 
 
 def test_distortion_samples_in_float32_under_mixed_precision(mnist):
-    from digitlab.backend import keras
-    from digitlab.training import precision
+    from digitlab.nn.backend import keras
+    from digitlab.training.numerics import precision
 
     with precision("mixed_bfloat16"):
         layer = Distortion(alpha=ALPHA, seed=0)
@@ -87,7 +87,7 @@ def identity_kept(layer, n: int = 64) -> float:
     """Share of images that come out of `layer` as transforms of themselves, under the dynamic
     batch shape fit() traces with. Each image is a square of its own intensity: rotations,
     shifts, zooms and warps keep its peak value, so an image swapped with another shows the wrong one."""
-    from digitlab.backend import tf
+    from digitlab.nn.backend import tf
 
     x = np.zeros((n, 28, 28, 1), np.float32)
     for i in range(n):
@@ -98,7 +98,7 @@ def identity_kept(layer, n: int = 64) -> float:
 
 
 def test_augmentation_keeps_each_image_its_own_under_fit_shapes():
-    from digitlab.backend import keras
+    from digitlab.nn.backend import keras
 
     assert identity_kept(augmentation(1.0, elastic=1.0)) == 1.0
     # The check sees the Keras 3.15 bug that is one reason for our own layer: if this starts
@@ -109,8 +109,8 @@ def test_augmentation_keeps_each_image_its_own_under_fit_shapes():
 
 @pytest.mark.parametrize("elastic", [0.0, 1.0])
 def test_augmentation_and_label_smoothing_train_and_save_a_bare_model(mnist, tmp_path, elastic):
-    from digitlab.backend import keras
-    from digitlab.training import train
+    from digitlab.experiments.pipeline import train
+    from digitlab.nn.backend import keras
 
     config = TrainConfig(
         model="mlp", epochs=3, subset=5000, augment=1.0, elastic=elastic, clutter=elastic, label_smoothing=0.1

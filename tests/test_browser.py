@@ -33,7 +33,7 @@ if CHROMIUM is None:
 
 @pytest.fixture(scope="module")
 def server():
-    from digitlab.serve import running
+    from digitlab.serve.app import running
 
     with running() as url:
         yield url

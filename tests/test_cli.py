@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 
 import pytest
 from conftest import ROOT, digitlab
@@ -68,25 +67,3 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(full_disk, data
     assert f"cannot write the run folder {out} (No space left on device)" in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert not out.exists() and list(full_disk.iterdir()) == []  # no epoch finished: nothing to resume, nothing kept
-
-
-def test_importing_digitlab_changes_no_process_wide_state():
-    """A notebook that imports digitlab keeps its environment, warning filters, PIL limit,
-    matplotlib backend and logging as they were (the libraries digitlab uses are imported first:
-    what they change on import is theirs)."""
-    probe = """
-import logging, os, warnings
-import fastapi, matplotlib, onnxruntime, scipy.ndimage, scipy.optimize, skimage, sklearn.metrics
-from PIL import Image
-before = (dict(os.environ), list(warnings.filters), Image.MAX_IMAGE_PIXELS, matplotlib.get_backend(),
-          list(logging.getLogger().handlers))
-import digitlab, digitlab.compare, digitlab.ensemble, digitlab.evaluation, digitlab.predict
-import digitlab.frontier, digitlab.report, digitlab.robustness, digitlab.runs, digitlab.serve, digitlab.tune
-after = (dict(os.environ), list(warnings.filters), Image.MAX_IMAGE_PIXELS, matplotlib.get_backend(),
-         list(logging.getLogger().handlers))
-names = ["environment", "warning filters", "PIL's pixel limit", "matplotlib backend", "logging"]
-print([n for n, b, a in zip(names, before, after) if b != a])
-"""
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"

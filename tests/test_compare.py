@@ -8,13 +8,13 @@ import shlex
 import numpy as np
 import pytest
 
-from digitlab.compare import compare
-from digitlab.ensemble import ensemble
 from digitlab.errors import DigitlabError
-from digitlab.export import export
+from digitlab.experiments.compare import compare
+from digitlab.experiments.ensemble import ensemble
 from digitlab.files import read_json
-from digitlab.predict import KerasModel, OnnxModel
-from digitlab.runs import Run
+from digitlab.io.export import export
+from digitlab.io.native import KerasModel, OnnxModel
+from digitlab.training.runs import Run
 
 QUICK = {"epochs": 1, "subset": 2000}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from digitlab.corruptions import NAMES, _plasma, corrupt
+from digitlab.data.corruptions import NAMES, _plasma, corrupt
 from digitlab.errors import DigitlabError
 
 DETERMINISTIC = {"scale", "brightness", "stripe", "canny_edges"}

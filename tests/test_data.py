@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab.data import FILES, download, load_mnist, load_raw, parse_idx, split_indices
+from digitlab.data.mnist import FILES, download, load_mnist, load_raw, parse_idx, split_indices
 from digitlab.errors import DigitlabError
 
 # From the data set's own README: the published label counts.

@@ -1,4 +1,4 @@
-"""Export (ONNX checked against Keras, SavedModel) and `digitlab predict` on real image files."""
+"""Export (ONNX and SavedModel, each checked against Keras) and `digitlab predict` on real image files."""
 
 from __future__ import annotations
 
@@ -11,18 +11,30 @@ import pytest
 from conftest import digitlab
 from PIL import Image
 
-from digitlab.config import TrainConfig
-from digitlab.evaluation import DECLINE_RATE
-from digitlab.export import export
-from digitlab.predict import KerasModel, OnnxModel, load
+from digitlab.io import calibration
+from digitlab.io.export import export
+from digitlab.io.load import load
+from digitlab.io.native import KerasModel, OnnxModel
+from digitlab.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def run(mnist, tmp_path_factory):
-    from digitlab.training import train
+    from digitlab.experiments.pipeline import train
 
     config = TrainConfig(model="cnn", epochs=2, subset=5000)
     return train(config, data=mnist, out=tmp_path_factory.mktemp("runs") / "cnn", verbose=0)
+
+
+TINY = TrainConfig(model="mlp", epochs=1, subset=1000)
+
+
+@pytest.fixture(scope="module")
+def tiny(mnist, tmp_path_factory):
+    """A one-epoch MLP on 1,000 digits: a model to export and check, quickly."""
+    from digitlab.experiments.pipeline import train
+
+    return train(TINY, data=mnist, out=tmp_path_factory.mktemp("runs") / "mlp", verbose=0)
 
 
 def test_onnx_matches_keras_and_carries_calibration(run, mnist):
@@ -37,7 +49,7 @@ def test_onnx_matches_keras_and_carries_calibration(run, mnist):
 
 
 def test_savedmodel_export_gives_the_same_probabilities(run, mnist):
-    from digitlab.backend import tf
+    from digitlab.nn.backend import tf
 
     path = export(run, "savedmodel", out=run / "saved")
     served = tf.saved_model.load(str(path))
@@ -46,11 +58,65 @@ def test_savedmodel_export_gives_the_same_probabilities(run, mnist):
     np.testing.assert_allclose(got, KerasModel(run / "model.keras").probabilities(x), atol=1e-5)
 
 
-def test_serving_threshold_is_chosen_on_validation(run):
-    serving = json.loads((run / "serving.json").read_text())
-    # DECLINE_RATE of the validation digits fall under the threshold (ties aside).
-    assert serving["val_declined_fraction"] == pytest.approx(DECLINE_RATE, abs=0.005)
-    assert serving["val_nll_after"] <= serving["val_nll_before"] + 1e-9
+@pytest.mark.parametrize("fmt", ["onnx", "savedmodel"])
+def test_every_export_is_checked_on_validation_digits(tiny, mnist, data_dir, tmp_path, fmt):
+    from digitlab.io.export import CHECK_DIGITS, check, digits_to_check
+    from digitlab.nn.models import load as load_keras
+
+    notes: list[str] = []
+    path = export(tiny, fmt, out=tmp_path / "exported", data_dir=data_dir, notes=notes)
+    name = {"onnx": "ONNX", "savedmodel": "SavedModel"}[fmt]
+    assert notes and notes[-1].startswith(f"{name} export checked against Keras on 1,000 MNIST validation digits:")
+    # The digits are the validation split's, and on them the export gives the model's probabilities.
+    digits, on = digits_to_check(data_dir)
+    assert on == "MNIST validation digits" and len(digits) == CHECK_DIGITS == 1000
+    np.testing.assert_array_equal(digits, mnist.x_val[:CHECK_DIGITS])
+    result = check(load_keras(tiny / "model.keras"), path, fmt, digits, on)
+    assert result.passed and result.images == 1000 and result.difference <= 1e-5
+
+
+def test_an_export_with_tampered_weights_fails_the_check(tiny, data_dir, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from digitlab.io.export import check, digits_to_check
+    from digitlab.nn.models import load as load_keras
+
+    model, (digits, on) = load_keras(tiny / "model.keras"), digits_to_check(data_dir)
+    path = export(tiny, "onnx", out=tmp_path / "m.onnx", data_dir=data_dir)
+    assert check(model, path, "onnx", digits, on).passed
+    proto = onnx.load(str(path))
+    weights = max(proto.graph.initializer, key=lambda t: np.prod(t.dims))  # the first layer's kernel
+    weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) * 1.01, weights.name))
+    onnx.save(proto, str(path))
+    tampered = check(model, path, "onnx", digits, on)
+    assert not tampered.passed and tampered.difference > 1e-4, tampered
+
+    saved = export(tiny, "savedmodel", out=tmp_path / "saved", data_dir=data_dir)
+    assert check(model, saved, "savedmodel", digits, on).passed
+    model.layers[-1].kernel.assign(model.layers[-1].kernel * 1.01)  # the SavedModel no longer is this model
+    changed = check(model, saved, "savedmodel", digits, on)
+    assert not changed.passed and changed.difference > 1e-4, changed
+
+
+def test_without_mnist_the_check_says_it_used_noise(tiny, tmp_path):
+    notes: list[str] = []
+    export(tiny, "onnx", out=tmp_path / "m.onnx", data_dir=tmp_path / "no-mnist-here", notes=notes)
+    assert "checked against Keras on 64 images of uniform noise, not digits (MNIST not found in" in notes[-1]
+
+
+def test_serving_threshold_is_chosen_on_validation(tiny, mnist):
+    """serving.json holds the calibration fitted on the run's validation digits: the test
+    digits would give another, so a calibration fitted on test could not pass."""
+    serving = json.loads((tiny / "serving.json").read_text())
+    model = KerasModel(tiny / "model.keras")
+    used = mnist.subset(TINY.subset)  # the split the run was trained, selected and calibrated on
+    on_val = calibration.fit(used.y_val, model.probabilities(used.x_val))
+    on_test = calibration.fit(mnist.y_test, model.probabilities(mnist.x_test))
+    assert serving["val_images"] == len(used.y_val) == 200
+    assert on_test["threshold"] != pytest.approx(on_val["threshold"], rel=1e-2)  # the two can be told apart
+    for key in ("temperature", "threshold", "number_threshold"):
+        assert serving[key] == pytest.approx(on_val[key], rel=1e-4), key
 
 
 def test_predict_cli_json_show_and_bad_files(run, mnist, tmp_path):
@@ -91,7 +157,7 @@ def test_shipped_model_works_without_training_and_without_tensorflow(mnist, tmp_
     path = tmp_path / "five.png"
     Image.fromarray((mnist.x_test[i].squeeze() * 255).astype(np.uint8)).resize((200, 200)).save(path)
     code = (
-        "import sys; from digitlab.predict import load, predict_image; "
+        "import sys; from digitlab.read import load, predict_image; "
         f"a = predict_image(load(), {str(path)!r}); "
         "assert 'tensorflow' not in sys.modules, 'ONNX inference imported TensorFlow'; "
         "assert 'sklearn' not in sys.modules, 'reading a digit imported scikit-learn'; print(a['digit'])"
@@ -137,7 +203,7 @@ def _onnx_with(tmp_path, name: str, metadata: dict | None = None, classes: int =
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from digitlab.predict import DEFAULT_MODEL
+    from digitlab.io.native import DEFAULT_MODEL
 
     if metadata is not None:
         proto = onnx.load(str(DEFAULT_MODEL))
@@ -185,3 +251,20 @@ def test_malformed_onnx_models_are_one_line(tmp_path, name, kwargs, message):
     result = digitlab("predict", str(image), "--model", str(model))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_test_is_rescored_with_the_calibration_as_it_was(tiny, data_dir):
+    """evaluation.test() scores the test split with the stored calibration: serving.json is
+    neither refitted nor rewritten, and the figures are the ones evaluate() wrote."""
+    from digitlab.evaluation import evaluate as evaluation
+    from digitlab.training.runs import Run
+
+    run = Run.open(tiny)
+    before, stamp = run.serving.read_bytes(), run.serving.stat().st_mtime_ns
+    written = run.read_metrics()
+    data = evaluation.load_split(run.record.data, data_dir)
+    again = evaluation.test(run, data, evaluation.reader(run), run.read_serving())
+    assert run.serving.read_bytes() == before and run.serving.stat().st_mtime_ns == stamp
+    for key in ("test_accuracy", "test_loss", "test_errors"):
+        assert again[key] == pytest.approx(written[key], abs=1e-9), key
+    assert again["calibration"]["ece"] == pytest.approx(written["calibration"]["ece"], abs=1e-9)

@@ -11,9 +11,10 @@ import pytest
 from conftest import digitlab
 from foreign_models import by_hand
 
-from digitlab import export, foreign
 from digitlab.cli import main
-from digitlab.predict import OnnxModel, load
+from digitlab.io import adapt, export, foreign
+from digitlab.io.load import load
+from digitlab.io.native import OnnxModel
 
 
 @pytest.mark.parametrize("name", ["h5", "keras", "savedmodel", "255", "logits", "onnx"])
@@ -21,8 +22,8 @@ def test_layout_pixels_and_logits_are_detected_and_adapted(built, mnist, name):
     path, expected, _ = built[name]
     loader = foreign.load_onnx if name == "onnx" else foreign.load_keras
     adapted, found = loader(path, mnist.x_val, mnist.y_val)
-    assert {k: found[k] for k in expected} == expected, foreign.describe(path, found)
-    assert found["pixels_detected"] and found["digits_checked"] == foreign.CHECK_DIGITS
+    assert {k: found[k] for k in expected} == expected, adapt.describe(path, found)
+    assert found["pixels_detected"] and found["digits_checked"] == adapt.CHECK_DIGITS
     assert found["accuracy"][found["pixels"]] > 0.75
 
     def probabilities(model, x):
@@ -82,7 +83,7 @@ def test_export_cli_gives_an_onnx_that_matches_the_model(built, mnist, data_dir,
 def test_serve_reads_a_digit_with_a_foreign_model(built, data_dir, digit_png, monkeypatch, name):
     from fastapi.testclient import TestClient
 
-    from digitlab.serve import create_app
+    from digitlab.serve.app import create_app
 
     monkeypatch.setenv("DIGITLAB_DATA_DIR", str(data_dir))  # serve has no --data-dir: the usual places
     with TestClient(create_app(built[name][0])) as client:
@@ -110,7 +111,7 @@ def test_calibration_beside_the_model_is_used_and_exported(built, tmp_path):
 
 def test_the_adapted_model_saves_and_reloads_in_safe_mode(built, mnist, tmp_path):
     """What evaluation needs to keep a foreign model as a run's model.keras."""
-    from digitlab.models import load as load_saved
+    from digitlab.nn.models import load as load_saved
 
     model, _ = foreign.load_keras(built["logits"][0], pixels="1")
     model.save(tmp_path / "model.keras")
@@ -121,7 +122,7 @@ def test_the_adapted_model_saves_and_reloads_in_safe_mode(built, mnist, tmp_path
 
 
 def test_which_models_are_foreign(built, tmp_path):
-    from digitlab.predict import DEFAULT_MODEL
+    from digitlab.io.native import DEFAULT_MODEL
 
     assert all(foreign.is_foreign(path) for path, *_ in built.values())
     run = tmp_path / "run"
@@ -134,7 +135,7 @@ def test_which_models_are_foreign(built, tmp_path):
 
 @pytest.fixture(scope="module")
 def not_digit_models(tmp_path_factory):
-    from digitlab.backend import keras
+    from digitlab.nn.backend import keras
 
     layers = keras.layers
     folder = tmp_path_factory.mktemp("refused")

@@ -11,8 +11,8 @@ import pytest
 from conftest import digitlab
 from foreign_models import by_hand
 
-from digitlab.predict import OnnxModel
-from digitlab.runs import Run
+from digitlab.io.native import OnnxModel
+from digitlab.training.runs import Run
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,28 @@ def test_its_figures_are_what_keras_evaluate_gives(evaluated, built, mnist):
     loss, accuracy = raw.evaluate(mnist.x_test[..., 0], mnist.y_test, batch_size=1000, verbose=0)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
-    assert metrics["test_loss"] == pytest.approx(loss, abs=1e-4)
+    assert metrics["raw"]["test_loss"] == pytest.approx(loss, abs=1e-4)  # the softmax as trained
     assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout
+
+
+def test_its_loss_and_calibration_are_those_of_what_is_served(evaluated, built, mnist):
+    """predict and serve apply the fitted temperature: the report's loss, ECE and diagram do too."""
+    from sklearn.metrics import log_loss
+
+    from digitlab.evaluation.metrics import calibration
+    from digitlab.io.calibration import scale_temperature
+
+    _, out, _ = evaluated
+    metrics = json.loads((out / "metrics.json").read_text())
+    temperature = metrics["serving"]["temperature"]
+    assert abs(temperature - 1) > 0.01  # a temperature that changes something, or this test shows nothing
+    served = scale_temperature(built["h5"][2].predict(mnist.x_test[..., 0], batch_size=1000, verbose=0), temperature)
+    assert metrics["test_loss"] == pytest.approx(log_loss(mnist.y_test, served, labels=range(10)), abs=1e-4)
+    ece = calibration(mnist.y_test, served.argmax(1), served.max(1))["ece"]
+    assert metrics["calibration"]["ece"] == pytest.approx(ece, abs=1e-4)
+    assert metrics["test_loss"] != pytest.approx(metrics["raw"]["test_loss"], abs=1e-4)
+    report = Run.open(out).report.read_text()
+    assert f"{metrics['test_loss']:.4f} (raw softmax: {metrics['raw']['test_loss']:.4f})" in report
 
 
 def test_its_report_says_it_was_trained_elsewhere_and_how_it_was_read(evaluated):
@@ -48,7 +68,10 @@ def test_its_report_says_it_was_trained_elsewhere_and_how_it_was_read(evaluated)
     assert "read as (28, 28) images with pixels in [0, 1]" in report
     assert f"digitlab evaluate {model} --out {out}" in report
     serving = run.read_serving()
-    assert 0 < serving["threshold"] < 1 and serving["val_images"] == 10_000  # fitted on validation
+    # Its fit() may have seen digitlab's validation split: it is calibrated on test digits it cannot have seen.
+    assert 0 < serving["threshold"] < 1 and serving["val_images"] == 5_000
+    assert serving["calibrated_on"] == "every other test digit (5,000)"
+    assert "fitted on every other test digit (5,000)" in report
 
 
 def test_predict_and_export_use_the_calibration_it_fitted(evaluated, digit_png, tmp_path):

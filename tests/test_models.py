@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from digitlab.errors import DigitlabError
-from digitlab.models import MODELS, build, describe
+from digitlab.nn.models import MODELS, build, describe
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -28,7 +28,7 @@ def test_unknown_model_lists_the_known_ones():
 
 
 def test_flops_match_a_hand_count():
-    from digitlab.models import flops_per_image
+    from digitlab.nn.models import flops_per_image
 
     assert flops_per_image(build("mlp")) == 2 * (784 * 128 + 128 * 64 + 64 * 10)
     # cnn: 3x3 conv 1->32 on 26x26, 3x3 conv 32->64 on 11x11, dense 5*5*64 -> 10
@@ -45,8 +45,8 @@ def test_patch_pca_is_a_5x5_conv_abs_2x2_max_pool_and_offset_relu_folded():
     """The folded stage computes what its docstring says: given 5x5 filters and offsets, it
     equals Keras' own Conv2D(5) with an absolute value, MaxPooling2D(2), minus the offsets,
     then ReLU."""
-    from digitlab.backend import keras
-    from digitlab.models import PatchPCA
+    from digitlab.nn.backend import keras
+    from digitlab.nn.models import PatchPCA
 
     rng = np.random.default_rng(0)
     filters = rng.normal(size=(5, 5, 6)).astype(np.float32)
@@ -75,7 +75,7 @@ def test_patch_pca_filters_are_the_leading_principal_components_of_patches(mnist
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.image import extract_patches_2d
 
-    from digitlab.models import PatchPCA
+    from digitlab.nn.models import PatchPCA
 
     images = mnist.x_train[:300]
     stage = PatchPCA(4)
@@ -96,7 +96,7 @@ def test_patch_pca_filters_are_the_leading_principal_components_of_patches(mnist
 def test_patch_pca_standardises_its_responses_on_images_it_did_not_see(mnist):
     """adapt() scales and offsets each channel from 500 training images; on 2,000 others, each
     pooled response before the ReLU has mean ~0 and standard deviation ~1."""
-    from digitlab.models import PatchPCA
+    from digitlab.nn.models import PatchPCA
 
     stage = PatchPCA(8)
     stage.build((None, 28, 28, 1))
@@ -111,12 +111,12 @@ def test_patch_pca_standardises_its_responses_on_images_it_did_not_see(mnist):
 def test_fast_trains_around_its_fixed_pca_stage_and_exports_to_onnx(mnist, tmp_path):
     """Through the real pipeline: train() fits the PCA stage on the training images, training
     leaves it as it was, the saved model reloads it, and ONNX Runtime computes the same."""
-    from digitlab.backend import keras
-    from digitlab.config import TrainConfig
-    from digitlab.export import export
-    from digitlab.models import PatchPCA, adapt
-    from digitlab.predict import OnnxModel
-    from digitlab.training import train
+    from digitlab.experiments.pipeline import train
+    from digitlab.io.export import export
+    from digitlab.io.native import OnnxModel
+    from digitlab.nn.backend import keras
+    from digitlab.nn.models import PatchPCA, adapt
+    from digitlab.training.config import TrainConfig
 
     config = TrainConfig.for_model("fast", epochs=2, subset=10_000, seed=3)
     run = train(config, data=mnist, out=tmp_path / "fast", verbose=0, evaluate_after=False)

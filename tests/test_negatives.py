@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab import negatives, strokes
-from digitlab.preprocess import prepare, read_image, stroke_width
+from digitlab.data import glyphs, negatives, strokes
+from digitlab.image.preprocess import prepare, read_image, stroke_width
+from digitlab.training import outliers
 
 DRAWN = ("drawn letters", "drawn symbols", "drawn shapes", "scribbles")
 TYPED = ("typed letters", "typed symbols")
@@ -52,7 +53,7 @@ def test_evaluation_refuses_unknown_kind():
 
 
 def test_font_sources_are_disjoint():
-    train, evaluation = negatives.fonts("training"), negatives.fonts("evaluation")
+    train, evaluation = glyphs.fonts("training"), glyphs.fonts("evaluation")
     assert train and evaluation and not {p.name for p in train} & {p.name for p in evaluation}
     assert all(p.name.startswith("DejaVu") and "Display" not in p.name for p in train)
     assert all(p.name.startswith(("STIX", "cm")) for p in evaluation)
@@ -62,21 +63,21 @@ def test_font_sources_are_disjoint():
 
 
 def test_glyphs_are_checked_in_each_font():
-    by_name = {p.name: p for p in negatives.fonts("evaluation")}
+    by_name = {p.name: p for p in glyphs.fonts("evaluation")}
     # Computer Modern Roman draws ¡ and ¿ at the code points of < and >; its typewriter face draws < and >.
-    assert "<" not in negatives.glyphs(by_name["cmr10.ttf"]) and "<" in negatives.glyphs(by_name["cmtt10.ttf"])
-    assert "$" not in negatives.glyphs(by_name["cmti10.ttf"]) and "$" in negatives.glyphs(by_name["cmr10.ttf"])  # £
-    assert "♥" not in negatives.glyphs(by_name["cmr10.ttf"]) and "♥" in negatives.glyphs(by_name["STIXGeneral.ttf"])
-    assert set("AEHKMNRTVWXYaehkmnrtwy") <= set(negatives.glyphs(by_name["cmr10.ttf"]))
+    assert "<" not in glyphs.glyphs(by_name["cmr10.ttf"]) and "<" in glyphs.glyphs(by_name["cmtt10.ttf"])
+    assert "$" not in glyphs.glyphs(by_name["cmti10.ttf"]) and "$" in glyphs.glyphs(by_name["cmr10.ttf"])  # £
+    assert "♥" not in glyphs.glyphs(by_name["cmr10.ttf"]) and "♥" in glyphs.glyphs(by_name["STIXGeneral.ttf"])
+    assert set("AEHKMNRTVWXYaehkmnrtwy") <= set(glyphs.glyphs(by_name["cmr10.ttf"]))
 
 
 def test_no_glyph_reads_as_a_digit():
     required = set("OoQDIlij|!ZzSsbGgqB()/\\[]")
-    assert required <= negatives.CONFUSABLE
-    typed = {c for role in ("training", "evaluation") for p in negatives.fonts(role) for c in negatives.glyphs(p)}
+    assert required <= glyphs.CONFUSABLE
+    typed = {c for role in ("training", "evaluation") for p in glyphs.fonts(role) for c in glyphs.glyphs(p)}
     drawn = {*strokes.LETTERS, *strokes.SYMBOLS}
-    for glyphs in (typed, drawn, set(negatives.LETTERS), set(negatives.SYMBOLS)):
-        assert not glyphs & negatives.CONFUSABLE and not glyphs & set("0123456789")
+    for chars in (typed, drawn, set(glyphs.LETTERS), set(glyphs.SYMBOLS)):
+        assert not chars & glyphs.CONFUSABLE and not chars & set("0123456789")
     assert set("AEHKMNRTVWXYaehkmnrtwy") <= typed & drawn  # common letters on both sides
     assert len(strokes.LETTERS) >= 15 and len(strokes.SYMBOLS) >= 12 and len(strokes.SHAPES) >= 8
 
@@ -114,3 +115,17 @@ def test_drawn_strokes_have_pen_widths_of_the_canvas():
         widths.append(stroke_width(grey < 0.5))
     assert all(5 <= w <= 26 for w in widths), widths
     assert min(widths) < 11 and max(widths) > 13  # both a fine pen and a marker
+
+
+@pytest.fixture(scope="module")
+def validation_negatives(mnist):
+    return outliers.validation_set(40, mnist.x_val[:300])
+
+
+@pytest.mark.parametrize("seed", [outliers.VALIDATION_SEED, 0, 1, outliers.VALIDATION_SEED + 1, 2**32])
+def test_no_seed_trains_on_the_validation_negatives(mnist, validation_negatives, seed):
+    # The same digits on both sides, so only the random streams could tell the two sets apart.
+    training = outliers.training_set(40, seed, mnist.x_val[:300])
+    assert len(training) >= 30 and len(validation_negatives) >= 30
+    shared = {image.tobytes() for image in training} & {image.tobytes() for image in validation_negatives}
+    assert len(shared) == 0, f"seed {seed}: {len(shared)} training negatives are validation negatives"

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from digitlab import synth
+from digitlab.data import synth
 from digitlab.errors import DigitlabError
-from digitlab.preprocess import BOX, SIZE, naive, otsu, prepare, read_image, segment
+from digitlab.image.preprocess import BOX, SIZE, naive, otsu, prepare, read_image, segment
 
 
 def png(array: np.ndarray, mode: str | None = "L") -> bytes:
@@ -172,7 +172,7 @@ def test_a_large_palette_png_is_read_in_bounded_memory(tmp_path):
     path = tmp_path / "seven.png"
     image.save(path, transparency=0)
     child = (
-        "import resource, sys; from digitlab.preprocess import prepare; "
+        "import resource, sys; from digitlab.image.preprocess import prepare; "
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; p = prepare(sys.argv[1]); "
         "print(p.reason, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)"
     )

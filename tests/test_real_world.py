@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from digitlab.augment import Clutter, RealWorld
-from digitlab.config import TrainConfig
 from digitlab.errors import DigitlabError
+from digitlab.training.augment import Clutter, RealWorld
+from digitlab.training.config import TrainConfig
 
 
 def test_real_world_changes_some_images_in_each_way_and_leaves_inference_alone(mnist):
@@ -62,8 +62,8 @@ def test_augmentation_strengths_are_checked(name):
 
 
 def test_targets_are_uniform_for_non_digits():
-    from digitlab.outliers import NOT_A_DIGIT
-    from digitlab.training import targets
+    from digitlab.training.loop import targets
+    from digitlab.training.outliers import NOT_A_DIGIT
 
     labels = np.array([3, NOT_A_DIGIT, 0])
     rows = targets(labels, TrainConfig(negatives=0.1))
@@ -80,10 +80,10 @@ def test_negatives_share_is_checked(value):
 def test_outlier_exposure_teaches_the_model_to_doubt_non_digits(mnist, tmp_path):
     """Two real runs, with and without negatives: the one shown non-digits is much less sure of
     unseen ones (validation negatives: the training sources, another seed) and declines more."""
+    from digitlab.experiments.pipeline import train
     from digitlab.files import read_json
-    from digitlab.outliers import validation_set
-    from digitlab.predict import load
-    from digitlab.training import train
+    from digitlab.io.load import load
+    from digitlab.training.outliers import validation_set
 
     negatives = validation_set(300, mnist.x_val[:2000])
     assert len(negatives) > 200  # what preprocessing declined (noise, textures) is dropped

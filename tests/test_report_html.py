@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, digitlab
 
+from digitlab.evaluation.html import render, write_html
 from digitlab.files import read_json
-from digitlab.html import render, write_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -140,7 +140,7 @@ def test_report_reads_on_a_phone_and_a_laptop(run):
 
 
 def test_epoch_ticks_are_whole_and_calibration_counts_every_test_image(run, tmp_path):
-    from digitlab.plots import plot_calibration, plot_curves
+    from digitlab.evaluation.plots import plot_calibration, plot_curves
 
     history = {k: list(np.linspace(1, 2, 3)) for k in ("loss", "val_loss", "accuracy", "val_accuracy")}
     for ax in plot_curves(history, tmp_path / "curves.png").axes:
@@ -158,8 +158,8 @@ def test_epoch_ticks_are_whole_and_calibration_counts_every_test_image(run, tmp_
 
 
 def test_leaderboard_html_embeds_its_chart(tmp_path):
-    from digitlab.compare import write_leaderboard
-    from digitlab.runs import DataUsed
+    from digitlab.experiments.compare import write_leaderboard
+    from digitlab.training.record import DataUsed
 
     used = DataUsed(train=2000, val=400, test=10_000, subset=2000)
     rows = [
@@ -189,7 +189,7 @@ def test_leaderboard_html_embeds_its_chart(tmp_path):
 def test_tune_report_names_the_best_trial_and_embeds_its_plots(tmp_path):
     import optuna
 
-    from digitlab.tune import report
+    from digitlab.experiments.tune import report
 
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 3e-2, log=True)}
     study = optuna.create_study(study_name="mlp-html", direction="maximize")

@@ -17,9 +17,10 @@ import pytest
 from conftest import digitlab
 
 from digitlab import __version__
-from digitlab.config import TrainConfig
 from digitlab.files import read_json, write_json
-from digitlab.runs import DataUsed, Run, Status
+from digitlab.training.config import TrainConfig
+from digitlab.training.record import DataUsed, Status
+from digitlab.training.runs import Run
 
 # A value unlike the default for every TrainConfig field: the round trip must carry each one.
 OTHER = {
@@ -170,7 +171,7 @@ def test_ctrl_c_records_the_run_and_prints_how_to_resume(tmp_path, data_dir):
 
 
 def test_ctrl_c_during_fit_waits_for_the_batch_and_a_second_one_does_not():
-    from digitlab.callbacks import CtrlC
+    from digitlab.training.callbacks import CtrlC
 
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), CtrlC() as ctrl_c:

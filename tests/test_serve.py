@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitlab.serve import MAX_BATCH, create_app, running
+from digitlab.serve.app import MAX_BATCH, create_app, running
 
 JSON = {"content-type": "application/json"}
 
@@ -168,7 +169,8 @@ def test_json_batch_answers_each_item(client, digits):
 
 
 def test_health_answers_while_a_heavy_batch_runs(mnist):
-    """/healthz on a real server stays quick while a batch of 16 large images is read (~5 s)."""
+    """/healthz on a real server stays quick while a batch of 64 large images (the most one batch
+    takes) is read, for a few seconds."""
     import threading
     import time
 
@@ -181,7 +183,7 @@ def test_health_answers_while_a_heavy_batch_runs(mnist):
         answers = []
 
         def batch():
-            files = [("files", (f"{i}.png", image, "image/png")) for i in range(16)]
+            files = [("files", (f"{i}.png", image, "image/png")) for i in range(MAX_BATCH)]
             answers.append(httpx.post(url + "/v1/predict/batch", files=files, timeout=120))
             done.set()
 
@@ -195,6 +197,66 @@ def test_health_answers_while_a_heavy_batch_runs(mnist):
             waits.append(time.perf_counter() - t0)
             time.sleep(0.05)
         worker.join()
-    assert answers[0].status_code == 200 and [r["digit"] for r in answers[0].json()["results"]] == [7] * 16
+    assert answers[0].status_code == 200 and [r["digit"] for r in answers[0].json()["results"]] == [7] * MAX_BATCH
     assert len(waits) >= 5  # the batch took long enough to measure anything
     assert max(waits) < 0.5, f"slowest /healthz: {max(waits):.2f} s"
+
+
+def test_the_app_and_its_schema_are_built_without_loading_a_model(monkeypatch):
+    """The model is loaded and warmed up when the app starts (its lifespan), once."""
+    from digitlab.errors import DigitlabError
+    from digitlab.io.load import load
+    from digitlab.serve import state
+
+    loaded = []
+    monkeypatch.setattr(state, "load", lambda path: loaded.append(path) or load(path))
+    missing = create_app("no/such/model.onnx")
+    assert "/v1/predict" in missing.openapi()["paths"]
+    app = create_app()
+    assert "/v2/models/{model_name}/infer" in app.openapi()["paths"]
+    assert loaded == []
+    with TestClient(app) as c:
+        assert loaded == [None] and c.get("/readyz").json()["status"] == "ready"
+    with pytest.raises(DigitlabError, match="no model at"), TestClient(missing):
+        pass
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("stops", ["returns", "raises"])
+def test_serve_leaves_the_environment_as_it_found_it(monkeypatch, workers, stops):
+    """`serve` hands its settings to uvicorn (through the environment for worker processes) and
+    puts each variable back as it was, whether the server returns or raises."""
+    import os
+
+    import uvicorn
+    from uvicorn.importer import import_from_string
+
+    from digitlab.serve import app as served
+
+    calls = []
+
+    def run(app, **options):
+        calls.append((app, options, dict(os.environ)))
+        if stops == "raises":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setenv(served.ENV_QUEUE_WAIT, "someone's own")  # kept, not dropped
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    before = dict(os.environ)
+    with pytest.raises(KeyboardInterrupt) if stops == "raises" else contextlib.nullcontext():
+        served.serve(None, "127.0.0.1", 8765, 12345, workers=workers, queue_wait=2.5)
+    assert dict(os.environ) == before
+    ((app, options, during),) = calls
+    if workers == 1:
+        assert app.state.settings.max_upload == 12345 and app.state.settings.queue_wait == 2.5
+        assert app.state.settings.model is not None  # loaded once, before uvicorn starts
+        assert during == before
+    else:
+        assert callable(import_from_string(app)) and options["factory"] and options["workers"] == 2
+        assert during[served.ENV_MAX_UPLOAD] == "12345" and during[served.ENV_QUEUE_WAIT] == "2.5"
+        assert not os.path.exists(during["PROMETHEUS_MULTIPROC_DIR"])  # the run's own, removed after
+        for name in (served.ENV_MODEL, served.ENV_MAX_UPLOAD, served.ENV_QUEUE_WAIT):
+            monkeypatch.setenv(name, during[name])
+        settings = served.app_from_env().state.settings  # what each worker process builds
+        assert (settings.model_path, settings.max_upload, settings.queue_wait) == (None, 12345, 2.5)

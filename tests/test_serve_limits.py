@@ -14,8 +14,8 @@ import pytest
 from conftest import digitlab
 from PIL import Image
 
-from digitlab.serve import running
-from digitlab.serve_limits import MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS
+from digitlab.serve.app import running
+from digitlab.serve.limits import MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -175,7 +175,7 @@ def test_serve_options_are_checked_in_one_line():
 def test_the_command_s_default_wait_is_the_server_s():
     import inspect
 
-    from digitlab import cli_use
-    from digitlab.serve_limits import QUEUE_WAIT
+    from digitlab.cli import use as cli_use
+    from digitlab.serve.limits import QUEUE_WAIT
 
     assert inspect.signature(cli_use.serve).parameters["queue_wait"].default == QUEUE_WAIT

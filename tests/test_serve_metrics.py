@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from digitlab.serve import running
+from digitlab.serve.app import running
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 
-from digitlab.serve import create_app, running
+from digitlab.serve.app import create_app, running
 
 EXAMPLES = 50  # per operation: 11 operations, positive and negative cases, in ~25 s on 2 cores
 

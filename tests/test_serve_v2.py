@@ -4,6 +4,7 @@ does not write: tritonclient's HTTP client, as a platform or a user of one would
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from digitlab.predict import load, scale_temperature
-from digitlab.serve import running
+from digitlab.io.calibration import scale_temperature
+from digitlab.io.load import load
+from digitlab.serve.app import running
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,56 @@ def test_infer_gives_the_calibrated_probabilities(client):
     got = infer(client, images)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert np.abs(got - uncalibrated).max() > 1e-3  # the check above can tell the two apart
+
+
+@pytest.fixture(scope="module")
+def keras_run(mnist, tmp_path_factory):
+    """A run folder with a model.keras, briefly trained: it need only answer, not read well."""
+    from digitlab.experiments.pipeline import train
+    from digitlab.training.config import TrainConfig
+
+    config = TrainConfig(model="mlp", epochs=1, subset=2000)
+    out = tmp_path_factory.mktemp("runs") / "mlp"
+    return train(config, data=mnist, out=out, evaluate_after=False, verbose=0)
+
+
+def post_binary(url: str, images: np.ndarray) -> np.ndarray:
+    """One inference request in the binary tensor extension, sent with httpx: tritonclient's
+    client runs on gevent, which cannot be shared between threads."""
+    tensor = {"name": "images", "datatype": "FP32", "shape": list(images.shape)}
+    header = json.dumps(
+        {
+            "inputs": [tensor | {"parameters": {"binary_data_size": images.nbytes}}],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    r = httpx.post(
+        url + "/v2/models/digitlab/infer",
+        content=header + images.astype("<f4").tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    split = int(r.headers["inference-header-content-length"])
+    return np.frombuffer(r.content[split:], "<f4").reshape(json.loads(r.content[:split])["outputs"][0]["shape"])
+
+
+def test_concurrent_batches_on_a_keras_model_each_get_their_own_answer(keras_run, mnist):
+    """Batches over 512 images go through Keras' predict(), which two worker threads must not
+    enter at once: four clients sending at the same time each get what they get alone."""
+    batches = [mnist.x_test[600 * i : 600 * (i + 1)] for i in range(4)]
+    with running(keras_run) as url:
+        assert httpx.get(url + "/v2/models/digitlab").json()["platform"] == "tensorflow_keras"
+        rounds = []
+        for _ in range(3):  # the first round is also the model's first predict(), made in several threads
+            with ThreadPoolExecutor(len(batches)) as pool:
+                rounds.append(list(pool.map(post_binary, [url] * len(batches), batches)))
+        alone = [post_binary(url, images) for images in batches]
+    for together in rounds:
+        for got, expected in zip(together, alone, strict=True):
+            assert got.shape == (600, 10)
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert len({tuple(a.argmax(axis=1)[:50]) for a in alone}) == len(batches)  # four batches told apart
 
 
 @pytest.mark.parametrize(

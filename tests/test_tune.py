@@ -73,7 +73,7 @@ def test_two_workers_share_one_postgres_study_and_the_best_reproduces(tmp_path, 
 
 def _open_together(url: str, barrier, results) -> None:
     from digitlab.errors import DigitlabError
-    from digitlab.tune import open_study
+    from digitlab.experiments.tune import open_study
 
     barrier.wait()
     try:

@@ -113,7 +113,13 @@ def digits(mnist, tmp_path_factory) -> list[tuple[Path, int]]:
 
 def test_wheel_carries_the_page_the_model_and_the_extras(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for asset in ("web/index.html", "web/app.js", "web/style.css", "assets/default.onnx", "assets/frontier.csv"):
+    for asset in (
+        "serve/web/index.html",
+        "serve/web/app.js",
+        "serve/web/style.css",
+        "assets/default.onnx",
+        "assets/frontier.csv",
+    ):
         assert f"digitlab/{asset}" in names
     (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
     lines = zipfile.ZipFile(wheel).read(metadata).decode().splitlines()

@@ -7,26 +7,31 @@ The Python API, for notebooks and scripts:
     folder = digitlab.train(digitlab.TrainConfig(model="cnn"), data=data)
     run = digitlab.Run.open(folder)                    # its record: config, data used, timings
     metrics = digitlab.evaluate(run, data=data)        # also done by train()
+
+The package follows the data's path, each subpackage importing only those above it here:
+data/ (MNIST and generated images) -> image/ (a photo to MNIST's form) -> nn/ (Keras layers and
+the model zoo) -> training/ (config, loop, run folders) -> io/ (model files, calibration, export)
+-> read/ (answers from images) -> robustness/ -> evaluation/ (metrics, report) -> experiments/
+(train-then-evaluate, compare, ensemble, tune) -> serve/ (the web server) -> cli/.
 """
 
-__version__ = "0.3.0"
+from digitlab.data.mnist import load_mnist
+from digitlab.errors import DigitlabError
+from digitlab.training.config import TrainConfig
+from digitlab.training.runs import Run
+from digitlab.version import __version__
 
-from .config import TrainConfig
-from .data import load_mnist
-from .errors import DigitlabError
-from .runs import Run
-
-__all__ = ["DigitlabError", "Run", "TrainConfig", "evaluate", "load_mnist", "train"]
+__all__ = ["DigitlabError", "Run", "TrainConfig", "__version__", "evaluate", "load_mnist", "train"]
 
 
 def __getattr__(name: str):
     # train/evaluate import Keras (seconds); load them only when asked for.
     if name == "train":
-        from .training import train
+        from digitlab.experiments.pipeline import train
 
         return train
     if name == "evaluate":
-        from .evaluation import evaluate
+        from digitlab.evaluation.evaluate import evaluate
 
         return evaluate
     raise AttributeError(f"module 'digitlab' has no attribute {name!r}")

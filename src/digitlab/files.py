@@ -35,7 +35,17 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it: os.umask() reads it only by setting a new
+    one, and a thread creating a file in between would get that one. Linux shows it in
+    /proc/self/status; elsewhere set-and-restore is the only way (it leaves the mask as it was)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

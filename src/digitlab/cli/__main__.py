@@ -1,0 +1,7 @@
+"""`python -m digitlab.cli`."""
+
+import sys
+
+from digitlab.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""`digitlab ...`: the Typer app, its commands (train.py, use.py) and the entry point that turns
+user errors into one line. Parses options and calls the Python API, nothing more.
+
+Heavy modules (Keras) are imported inside the commands so `--help` and user errors are instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from digitlab.cli import train, use
+from digitlab.errors import DigitlabError, Interrupted
+from digitlab.files import DISK_ERRORS
+
+# Typer >= 0.20 vendors click privately; its public BadParameter derives from the usage-error
+# class in every version, so that is how we name it without a private import.
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+app = typer.Typer(
+    name="digitlab",
+    help="Train, compare, evaluate and use handwritten-digit classifiers on MNIST.",
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from digitlab.version import __version__
+
+        typer.echo(f"digitlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]})
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+    ] = None,
+) -> None:
+    """Train, compare, evaluate and use handwritten-digit classifiers on MNIST."""
+
+
+# The heavy modules behind the optional extras of pyproject.toml, by import name: a command that
+# needs one that is not installed (a `digitlab[serve]` install asked to train) names the extra.
+EXTRAS: dict[str, tuple[str, str]] = {
+    "tensorflow": ("TensorFlow", "train"),
+    "keras": ("Keras and TensorFlow", "train"),  # [train] brings both; Keras is imported first
+    "tensorboard": ("TensorBoard", "train"),
+    "tf2onnx": ("tf2onnx", "train"),
+    "onnx": ("ONNX", "train"),
+    "sklearn": ("scikit-learn", "train"),
+    "matplotlib": ("matplotlib", "train"),
+    "fontTools": ("fonttools", "train"),
+    "skimage": ("scikit-image", "train"),
+    "h5py": ("h5py", "train"),  # legacy .h5 Keras models (foreign.py)
+    "optuna": ("Optuna", "tune"),
+    "optuna_dashboard": ("optuna-dashboard", "tune"),
+    "sqlalchemy": ("SQLAlchemy", "tune"),
+    "psycopg": ("psycopg", "tune"),
+    "onnxruntime": ("ONNX Runtime", "serve"),
+    "fastapi": ("FastAPI", "serve"),
+    "starlette": ("FastAPI", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "python_multipart": ("python-multipart", "serve"),
+    "multipart": ("python-multipart", "serve"),
+    "prometheus_client": ("prometheus-client", "serve"),
+}
+
+
+def _missing_extra(error: ModuleNotFoundError, argv: list[str]) -> str | None:
+    """The one-line error for a module an extra would bring, or None for any other missing module."""
+    known = EXTRAS.get((error.name or "").partition(".")[0])
+    if known is None:
+        return None
+    what, extra = known
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command == "tune" and extra == "train":  # [tune] brings [train] and Optuna: one install, not two
+        extra = "tune"
+    return f"digitlab{' ' + command if command else ''} needs {what}: pip install 'digitlab[{extra}]'"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit status 2, never a traceback."""
+    try:
+        code = typer.main.get_command(app).main(args=argv, prog_name="digitlab", standalone_mode=False)
+    except DigitlabError as e:
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except Interrupted as e:  # Ctrl-C in a run, which recorded it and says how to go on
+        typer.echo(str(e), err=True)
+        return 130
+    except ModuleNotFoundError as e:
+        message = _missing_extra(e, sys.argv[1:] if argv is None else argv)
+        if message is None:  # not one of the extras' modules: a real bug, keep its traceback
+            raise
+        typer.echo(f"error: {message}", err=True)
+        return 2
+    except UsageError as e:
+        if not e.format_message():  # bare `digitlab`: the help was shown, nothing went wrong
+            return 0
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+        typer.echo(f"error: {e.format_message()}{hint}", err=True)
+        return 2
+    except typer.Exit as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C outside a run: nothing to resume
+            typer.echo("interrupted", err=True)
+        return e.exit_code
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        typer.echo(
+            f"error: cannot write {e.filename} ({os.strerror(e.errno)}); free some space or choose another folder",
+            err=True,
+        )
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+# The commands, in the order `digitlab --help` lists them: making and judging models, then using them.
+for command in (train.train, train.evaluate, train.runs, train.models, train.compare):
+    app.command()(command)
+app.command(name="ensemble")(train.ensemble_command)
+for command in (train.tune, train.data, use.export, use.predict, use.serve, use.robustness):
+    app.command()(command)

@@ -1,0 +1,25 @@
+"""Environment variables set for a block only: digitlab leaves os.environ as it found it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def temporarily(values: dict[str, str], keep_set: bool = False) -> Iterator[None]:
+    """`values` in os.environ for the block, then each variable as it was before. `keep_set`:
+    a variable the user set already keeps their value (`values` are defaults)."""
+    before = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        if not (keep_set and before[name] is not None):
+            os.environ[name] = value
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,51 @@
+"""Train, then judge: what `digitlab train`, `digitlab.train()` and compare run.
+
+The training loop (training/) never reads the test split; evaluation/ does, once the model is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from digitlab.data.mnist import MNIST, load_mnist
+from digitlab.evaluation.evaluate import evaluate
+from digitlab.nn.backend import tf_errors_only
+from digitlab.training import loop
+from digitlab.training.config import TrainConfig
+from digitlab.training.numerics import random_state_kept
+from digitlab.training.record import Budget
+from digitlab.training.runs import Run
+
+
+def train(
+    config: TrainConfig | None = None,
+    data: MNIST | None = None,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    evaluate_after: bool = True,
+    verbose: int | str = "auto",
+    callbacks: list | None = None,
+    budget: Budget | None = None,
+) -> Path:
+    """Train `config.model` into the run folder `out` (resuming an interrupted run of the same
+    config there), then evaluate it on test unless `evaluate_after` is False, and mark the run
+    completed. Returns the run folder."""
+    config = config or TrainConfig()
+    config.check()
+    t0 = time.perf_counter()
+    if data is None:  # loaded once for both steps
+        data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
+    load_s = round(time.perf_counter() - t0, 2)
+    with tf_errors_only(), random_state_kept():
+        folder = loop.train(config, data, out, data_dir, verbose, callbacks, budget)
+        run = Run.open(folder)
+        run.record.timings["load_s"] = load_s
+        try:
+            if evaluate_after:
+                evaluate(run, data=data.subset(config.subset))
+        except BaseException as e:
+            run.fail(e)
+            raise
+    run.complete()
+    return folder

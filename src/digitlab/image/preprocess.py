@@ -1,0 +1,315 @@
+"""Real images -> MNIST-style 28x28 digits, the way MNIST itself was made.
+
+MNIST digits are white ink on black, anti-aliased, scaled so the longer side of the ink's
+bounding box is 20 px, and pasted into 28x28 with their centre of mass at the centre. A photo
+or a canvas drawing read without these steps is the usual reason a demo misreads a digit.
+
+    image -> greyscale -> the sheet, where a desk shows round it (scene.py)
+          -> ink white on black -> flatten uneven light -> Otsu threshold
+          -> drop specks -> crop to the ink -> even out stroke width -> longer side 20 px
+          -> centre of mass at (14, 14) in 28x28
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from digitlab.errors import DigitlabError
+from digitlab.image import scene
+
+MAX_PIXELS = 40_000_000  # larger images are refused: decompression bombs, not digits
+WORK_SIZE = 512  # big photos are reduced to this longer side first: plenty for a 20 px digit
+BOX = 20  # MNIST's longer side of the ink box
+SIZE = 28
+STROKE = 2.2  # MNIST's typical stroke width at the 20 px scale, in pixels
+SPECK = 0.05  # components below this share of the largest are noise, not ink
+MIN_CONTRAST = 0.15  # ink must differ from paper by this much (of the 0-1 range)
+MAX_MARKS = 8  # a digit is one to three strokes; more separate marks of similar size is noise
+# In a written number, a mark under this share of the tallest digit's height is a piece of a
+# digit whose stroke broke (a 5's flag, a 7's bar), not a digit of its own: MNIST's digits are
+# all of one height, and whole digits in written numbers stood at 0.5 of it and more.
+FRAGMENT = 0.48
+SPAN = 0.7  # a digit on a sheet spans at most this share of it; ink that spans more is printed lines
+
+
+@dataclass
+class Prepared:
+    """The 28x28 image the model sees, and what preprocessing found on the way."""
+
+    image: np.ndarray  # float32 (28, 28) in [0, 1], white ink on black
+    inverted: bool = False
+    reason: str | None = None  # why there is no digit, when there is none
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # ink boxes in the work image
+    source_box: tuple[int, int, int, int] | None = None  # the ink's box in the image as sent (EXIF-upright)
+
+
+def read_image(source: str | Path | bytes) -> np.ndarray:
+    """Any PIL-readable image (PNG, JPEG, BMP, GIF, WebP, ...) as float greyscale in [0, 1].
+
+    Transparent images (canvas exports) take their ink from the alpha channel when the colour
+    alone carries none; phone photos are turned upright by their EXIF orientation."""
+    return _read(source)[0]
+
+
+def _read(source: str | Path | bytes | np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """read_image's array, and the upright image's (height, width) before any reduction."""
+    if isinstance(source, np.ndarray):  # already greyscale
+        return source, source.shape
+    name = "image" if isinstance(source, bytes) else str(source)
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        if image.width * image.height == 0:
+            raise DigitlabError(f"{name} is empty (0 pixels)")
+        # Checked from the header, before any pixel is decoded; PIL's own limit (a process-wide
+        # setting that is the caller's, not ours) is far higher.
+        if image.width * image.height > MAX_PIXELS:
+            raise Image.DecompressionBombError(name)
+        image.seek(0)  # first frame of an animation
+        image = ImageOps.exif_transpose(image)
+        image.load()
+        upright = (image.height, image.width)
+        image = _reduce(image)
+    except Image.DecompressionBombError:
+        raise DigitlabError(f"{name} is too large (over {MAX_PIXELS:,} pixels); send a smaller image") from None
+    except FileNotFoundError:
+        raise DigitlabError(f"{name}: no such file") from None
+    except UnidentifiedImageError:  # its message names a Python object, not the problem
+        raise DigitlabError(
+            f"{name} is not a readable image: not PNG, JPEG, BMP, GIF, WebP, TIFF or another known format"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DigitlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
+        grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        alpha, opaque = rgba[..., 3], grey[rgba[..., 3] > 0.5]
+        # Faint ink (under half opaque everywhere) has no opaque colour to look at: alpha is the ink.
+        if np.ptp(alpha) > MIN_CONTRAST and (opaque.size == 0 or np.ptp(opaque) < MIN_CONTRAST):
+            return 1.0 - alpha, upright  # strokes on a transparent canvas: opaque means ink (dark on light)
+        return grey * alpha + (1.0 - alpha), upright  # otherwise composite over white paper
+    if image.mode.startswith("I"):  # 16- or 32-bit greyscale: "L" would clip everything over 255 to white
+        values = np.asarray(image, dtype=np.float32)
+        peak = 65535.0 if values.max() > 255 or image.mode.startswith("I;16") else 255.0
+        return np.clip(values / peak, 0, 1), upright
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255, upright
+
+
+def _reduce(image: Image.Image) -> Image.Image:
+    """A large image box-averaged to about twice the work size while it is still 8-bit: a 36 MP
+    canvas read as float RGBA would take over a gigabyte, for a digit that needs 20 px."""
+    factor = max(image.size) // (2 * WORK_SIZE)
+    if factor < 2:
+        return image
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # palette, bilevel, CMYK, 16-bit, ...
+        transparent = "A" in image.getbands() or "transparency" in image.info
+        image = image.convert(
+            "I" if image.mode.startswith("I;16") else "LA" if transparent else "L"
+        )  # grey is all we read
+    return image.reduce(factor)
+
+
+def _shrink(grey: np.ndarray) -> np.ndarray:
+    if max(grey.shape) <= WORK_SIZE:
+        return grey
+    scale = WORK_SIZE / max(grey.shape)
+    size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
+    return np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX))
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold: the cut that maximises the between-class variance of the histogram."""
+    values = np.asarray(values).ravel()
+    values = values[(values >= 0) & (values <= 1)].astype(np.float64 if values.dtype.kind != "f" else values.dtype)
+    # np.histogram's counts, faster: with bins a power of two, value * bins is exact and its floor the bin.
+    hist = np.bincount(np.minimum((values * bins).astype(np.int64), bins - 1), minlength=bins)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(hist)
+    mean = np.cumsum(hist * centres)
+    total, total_mean = weight[-1], mean[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = np.nan_to_num((total_mean * weight - mean * total) ** 2 / (weight * (total - weight)))[:-1]
+    # Between well-separated classes every cut scores the same: take the middle of that plateau,
+    # not its first bin, so the cut keeps its distance from both paper and ink.
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float(centres[best].mean())
+
+
+def ink_image(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+    """White ink on black with the paper flattened to 0. Returns (ink, inverted)."""
+    import cv2  # the same opening and mean as scipy.ndimage's (reflected borders), 10x faster
+
+    grey = _shrink(grey)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    inverted = bool(np.median(border) > 0.5)  # light paper: MNIST wants light ink on dark
+    ink = 1.0 - grey if inverted else grey
+    # Uneven light: a grey opening wider than any stroke erases the strokes and keeps the paper.
+    # "Wider than any stroke" is measured, not assumed: a fat marker would otherwise be hollowed.
+    rough = ink > otsu(ink)
+    width = stroke_width(rough) if rough.any() else 1.0
+    size = max(3, int(max(ink.shape) / 6), int(3 * width)) | 1
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+    opened = cv2.morphologyEx(np.asarray(ink, np.float32), cv2.MORPH_OPEN, square, borderType=cv2.BORDER_REFLECT)
+    paper = cv2.blur(opened, (size, size), borderType=cv2.BORDER_REFLECT)
+    return np.clip(ink - paper, 0.0, 1.0), inverted
+
+
+def ink_mask(ink: np.ndarray, sheet: bool = False) -> tuple[np.ndarray | None, int]:
+    """The ink pixels without specks and how many separate marks they form; None if no ink.
+    On a `sheet` found on a desk (scene.py), ink that spans it is printed rules or squares, fainter
+    than a pen: cut again, between them and the pen's ink."""
+    if ink.max() < MIN_CONTRAST:
+        return None, 0
+    mask = ink > max(otsu(ink), MIN_CONTRAST / 2)
+    if sheet and mask.any():
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if max((rows[-1] - rows[0]) / ink.shape[0], (cols[-1] - cols[0]) / ink.shape[1]) > SPAN:
+            mask = ink > otsu(ink[mask])
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return None, 0
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # pixels in each mark
+    keep = np.flatnonzero(sizes >= SPECK * sizes.max()) + 1
+    mask = np.isin(np.arange(n + 1), keep)[labels]
+    return (mask, len(keep)) if mask.sum() >= 4 else (None, 0)
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width: twice the mean distance from the ink's medial pixels to its edge."""
+    import cv2  # its exact Euclidean distance (Felzenszwalb's) and 3x3 maximum: scipy's, 6x faster
+
+    if mask.all():  # no edge at all: OpenCV's distances are then "infinite", scipy's measured to a corner
+        distance = ndimage.distance_transform_edt(mask).astype(np.float32)
+    else:
+        distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    ridge = (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REFLECT)) & mask
+    return float(2 * distance[ridge].mean(dtype=np.float64)) if ridge.any() else 1.0
+
+
+def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Crop the ink, scale its longer side to 20 px, and centre its mass in 28x28."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    crop_mask = mask[top:bottom, left:right]
+    # The soft ink (anti-aliased edges) within a pixel of the mask, strongest stroke made 1.
+    near = ndimage.binary_dilation(crop_mask, iterations=1)
+    crop = np.where(near, ink[top:bottom, left:right], 0.0)
+    crop = np.clip(crop / max(np.percentile(crop[crop_mask], 90), 1e-6), 0.0, 1.0)
+    scale = BOX / max(crop.shape)
+    # Thin pen lines shrink to faint hairlines and marker strokes to blobs: even them out.
+    width = stroke_width(crop_mask) * scale
+    if width < STROKE * 0.7:
+        crop = ndimage.grey_dilation(crop, size=max(2, round((STROKE - width) / scale)))
+    elif width > STROKE * 1.8:
+        crop = ndimage.grey_erosion(crop, size=max(2, round((width - STROKE) / scale / 2)))
+    height_px, width_px = (max(1, round(d * scale)) for d in crop.shape)
+    small = np.asarray(
+        Image.fromarray(crop.astype(np.float32), mode="F").resize(
+            (width_px, height_px), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BILINEAR
+        )
+    )
+    small = np.clip(small, 0.0, 1.0)
+    out = np.zeros((SIZE, SIZE), np.float32)
+    cy, cx = ndimage.center_of_mass(small) if small.sum() > 0 else (height_px / 2, width_px / 2)
+    top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - height_px))
+    left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width_px))
+    out[top : top + height_px, left : left + width_px] = small
+    return out
+
+
+def prepare(source: str | Path | bytes | np.ndarray) -> Prepared:
+    """One digit from a file, bytes or a greyscale array in [0, 1]."""
+    grey, place = scene.frame(*_read(source))  # only the sheet, where a desk shows round it
+    ink, inverted = ink_image(grey)
+    mask, marks = ink_mask(ink, place.sheet)
+    if mask is None:
+        return Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason="no ink: the image is blank")
+    if marks > MAX_MARKS:
+        return Prepared(
+            np.zeros((SIZE, SIZE), np.float32),
+            inverted,
+            reason=f"{marks} scattered marks: noise or texture, not one digit",
+        )
+    return Prepared(to_mnist(ink, mask), inverted, source_box=place.source_box(mask, ink.shape))
+
+
+def segment(source: str | Path | bytes | np.ndarray, max_digits: int = 32) -> list[Prepared]:
+    """A written number: one Prepared per digit, left to right.
+
+    Ink components whose column spans overlap belong to one digit (the bar of a 5, the dot
+    of a sloppy 9), and so does a mark much shorter than the digits (a broken stroke's piece).
+    One component much wider than tall is two or more touching digits: declined."""
+    grey, place = scene.frame(*_read(source))  # only the sheet, where a desk shows round it
+    ink, inverted = ink_image(grey)
+    mask, _ = ink_mask(ink, place.sheet)
+    if mask is None:
+        return [Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason="no ink: the image is blank")]
+    labels, _ = ndimage.label(mask)
+    boxes = sorted(ndimage.find_objects(labels), key=lambda b: b[1].start)
+    groups: list[list[tuple[slice, slice]]] = []
+    for box in boxes:
+        if groups:
+            last = groups[-1]
+            start, stop = min(b[1].start for b in last), max(b[1].stop for b in last)
+            overlap = min(stop, box[1].stop) - max(start, box[1].start)
+            if overlap > 0.5 * min(stop - start, box[1].stop - box[1].start):
+                last.append(box)
+                continue
+        groups.append([box])
+    groups = _merge_fragments(groups)
+    if len(groups) > max_digits:
+        raise DigitlabError(f"found {len(groups)} separate marks; --number reads at most {max_digits} digits")
+    height = max(b[0].stop - b[0].start for g in groups for b in g)
+    digits = []
+    for group in groups:
+        rows = slice(min(b[0].start for b in group), max(b[0].stop for b in group))
+        cols = slice(min(b[1].start for b in group), max(b[1].stop for b in group))
+        box = (rows.start, cols.start, rows.stop, cols.stop)
+        sub = np.zeros_like(mask)
+        for b in group:
+            sub[b] |= mask[b]
+        wide = max(b[1].stop - b[1].start for b in group) > 1.1 * height  # one mark that wide: touching digits
+        image = np.zeros((SIZE, SIZE), np.float32) if wide else to_mnist(ink * sub, sub)
+        reason = "digits touch: write them apart" if wide else None
+        digits.append(Prepared(image, inverted, reason, [box], place.source_box(box, ink.shape)))
+    return digits
+
+
+def _merge_fragments(groups: list[list[tuple[slice, slice]]]) -> list[list[tuple[slice, slice]]]:
+    """Each group much shorter than the tallest (FRAGMENT) joins its nearer neighbour: the
+    one whose columns come closest to its own."""
+
+    def rows(group):
+        return min(b[0].start for b in group), max(b[0].stop for b in group)
+
+    def cols(group):
+        return min(b[1].start for b in group), max(b[1].stop for b in group)
+
+    while len(groups) > 1:
+        heights = [rows(g)[1] - rows(g)[0] for g in groups]
+        short = [i for i, h in enumerate(heights) if h < FRAGMENT * max(heights)]
+        if not short:
+            break
+        i = min(short, key=lambda k: heights[k])  # the smallest piece first
+        gaps = {
+            j: max(cols(groups[j])[0] - cols(groups[i])[1], cols(groups[i])[0] - cols(groups[j])[1])
+            for j in (i - 1, i + 1)
+            if 0 <= j < len(groups)
+        }
+        j = min(gaps, key=gaps.get)
+        groups[j] = groups[j] + groups[i]
+        del groups[i]
+    return groups
+
+
+def naive(source: str | Path | bytes) -> np.ndarray:
+    """The usual demo's preprocessing, for comparison: resize to 28x28, invert if light."""
+    grey = read_image(source)
+    small = np.asarray(Image.fromarray(grey, mode="F").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+    return np.clip(1.0 - small if small.mean() > 0.5 else small, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,106 @@
+"""digitlab's own API: photos, scans and drawings in, digits out, prepared the way MNIST was.
+
+POST /v1/predict        one image: multipart upload, or JSON {"image": base64} / {"pixels": 28x28}
+POST /v1/predict/batch  several: multipart `files`, or JSON {"images": [...]} / {"pixels": [...]}
+GET  /v1/model          name, version, metrics, calibration, input spec
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from digitlab.errors import DigitlabError
+from digitlab.io.native import Model
+from digitlab.read.predict import predict_image
+from digitlab.serve.inputs import BATCH_BODY, MAX_BATCH, REQUEST_BODY, items, received, screened
+from digitlab.serve.limits import Refused, refusals
+from digitlab.serve.metrics import Metrics
+from digitlab.serve.state import MetricsDep, ModelDep, PoolDep, SettingsDep
+from digitlab.version import __version__
+
+router = APIRouter(prefix="/v1")
+
+
+def answer(model: Model, source, top_k: int, number: bool) -> dict:
+    try:
+        result = predict_image(model, source, top_k=top_k, number=number)
+    except DigitlabError as e:
+        raise Refused(422, str(e)) from None
+    image = result.pop("image28")
+    result["input28"] = (np.clip(image, 0, 1) * 255).round().astype(int).tolist()  # what the model saw
+    return result
+
+
+@router.get("/model")
+def model_card(model: ModelDep, settings: SettingsDep) -> dict:
+    return {
+        "name": model.info.get("name"),
+        "format": model.path.suffix.lstrip("."),
+        "digitlab_version": __version__,
+        "metrics": model.info.get("metrics"),
+        "command": model.info.get("command"),
+        "temperature": model.info["temperature"],
+        "threshold": model.info["threshold"],
+        "input": {
+            "files": "PNG, JPEG, BMP, GIF, WebP or TIFF of any size, colour or polarity",
+            "pixels": "28x28 array of 0-255",
+            "max_upload_bytes": settings.max_upload,
+            "max_batch": MAX_BATCH,
+        },
+    }
+
+
+def check_top_k(top_k: int) -> None:
+    if not 1 <= top_k <= 10:
+        raise Refused(422, f"top_k must be between 1 and 10, got {top_k}")
+
+
+# Each answer is encoded to JSON on the worker too: FastAPI's encoder would take ~1 ms of the
+# event loop per answer, which /healthz would wait behind under load.
+def read_one(model: Model, metrics: Metrics, payload, top_k: int, number: bool) -> JSONResponse:
+    found = items(payload, batch=False)
+    if len(found) != 1:
+        raise Refused(422, f"send one image here ({len(found)} given); use /v1/predict/batch for several")
+    (source,) = screened(found)
+    if isinstance(source, Refused):
+        raise source
+    result = answer(model, source, top_k, number)
+    metrics.count(result)
+    return JSONResponse(result)
+
+
+def read_each(model: Model, metrics: Metrics, payload, top_k: int) -> JSONResponse:
+    found = items(payload, batch=True)
+    if not 1 <= len(found) <= MAX_BATCH:
+        raise Refused(422, f"send between 1 and {MAX_BATCH} images, got {len(found)}")
+    results = []
+    for source in screened(found):
+        try:
+            if isinstance(source, Refused):
+                raise source
+            results.append(answer(model, source, top_k, number=False))
+            metrics.count(results[-1])
+        except Refused as e:  # one bad image does not sink the others
+            results.append({"error": str(e)})
+    return JSONResponse({"results": results})
+
+
+REFUSALS = refusals(400, 413, 415, 422, 503)
+
+
+@router.post("/predict", response_model=dict, openapi_extra=REQUEST_BODY, responses=REFUSALS)
+async def predict(
+    request: Request, model: ModelDep, pool: PoolDep, metrics: MetricsDep, top_k: int = 3, number: bool = False
+) -> Response:
+    check_top_k(top_k)
+    return await pool.run(read_one, model, metrics, await received(request), top_k, number)
+
+
+@router.post("/predict/batch", response_model=dict, openapi_extra=BATCH_BODY, responses=REFUSALS)
+async def predict_batch(
+    request: Request, model: ModelDep, pool: PoolDep, metrics: MetricsDep, top_k: int = 3
+) -> Response:
+    check_top_k(top_k)
+    return await pool.run(read_each, model, metrics, await received(request), top_k)

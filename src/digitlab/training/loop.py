@@ -1,0 +1,259 @@
+"""Train one model into a run folder (runs.Run names its files): the hot loop is Keras' fit.
+
+Model selection (early stopping, best checkpoint) looks at the validation split only; the test
+split is not read here: evaluation/ judges the trained run (experiments/pipeline.py composes both).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from digitlab.data.mnist import MNIST, load_mnist
+from digitlab.errors import DigitlabError, Interrupted
+from digitlab.files import DISK_ERRORS, write_atomic, write_json
+from digitlab.nn.backend import keras, tf
+from digitlab.nn.models import build
+from digitlab.nn.pca import adapt
+from digitlab.training.augment import trainer_for
+from digitlab.training.callbacks import (
+    AtomicCheckpoint,
+    CtrlC,
+    Deadline,
+    ResumableEarlyStopping,
+    best_loss,
+    full_history,
+)
+from digitlab.training.config import TrainConfig
+from digitlab.training.numerics import precision, resolve_precision, seeded
+from digitlab.training.outliers import NOT_A_DIGIT, with_negatives
+from digitlab.training.record import Best, Budget, DataUsed, Status
+from digitlab.training.runs import Run, new_run_dir
+
+STEPS_PER_EXECUTION = 10  # steps per call into TensorFlow: fewer Python round-trips, same maths
+WARMUP = 0.2  # share of the steps the one-cycle schedule spends warming up
+
+
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = True) -> tf.data.Dataset:
+    """One pass over a split in batches, its last batch partial. The arrays become tensors once;
+    each pass (each new iterator: each epoch) gathers them in a new order inside TensorFlow."""
+    n, x, y = len(x), tf.constant(x), tf.constant(y)
+    order = tf.data.Dataset.range(n)
+    if shuffle:  # a new permutation each pass, the same ones for the same seed
+        order = order.shuffle(n, reshuffle_each_iteration=True)
+    dataset = order.batch(batch_size).map(lambda batch: (tf.gather(x, batch), tf.gather(y, batch))).prefetch(1)
+    # Autotuning off: with it, tearing down an iterator stalled for ~1.3 s in 4 of 10 `fast`
+    # runs (Keras' own pipeline for arrays autotunes). One gather per batch needs no tuning.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
+def learning_rate(config: TrainConfig, steps_per_epoch: int):
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=total)
+    if config.schedule == "onecycle":
+        warmup = int(WARMUP * total)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=total - warmup, warmup_target=config.lr, warmup_steps=warmup
+        )
+    return config.lr
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int, soft: bool | None = None) -> None:
+    """Adam(W) on the config's schedule; the loss takes rows of ten (`soft`: label smoothing,
+    negatives, a teacher's probabilities) or integer labels, as the config's targets() give."""
+    lr = learning_rate(config, steps_per_epoch)
+    if config.weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(lr, config.weight_decay, config.beta_1, config.beta_2)
+    else:
+        optimizer = keras.optimizers.Adam(lr, config.beta_1, config.beta_2)
+    if soft_targets(config) if soft is None else soft:  # one-hot, uniform or a teacher's rows
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    else:
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+
+
+def prepare_fit(model: keras.Model, config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
+    """Compile `model` to train on (x, y) under `config`; returns the training batches for fit()."""
+    train_batches = batches(x, y, config.batch_size)
+    compile_model(model, config, len(train_batches), soft=y.ndim == 2)
+    # The optimizer's and the metrics' variables, created now from two examples. Left to fit(),
+    # they are created while TensorFlow traces the first training step, so it traces it twice:
+    # ~0.5 s more per run, a tenth of `fast`'s training (BENCHMARKS.md).
+    model.optimizer.build(model.trainable_variables)
+    predicted = model(x[:2])
+    model.compute_loss(x[:2], y[:2], predicted)
+    model.compute_metrics(x[:2], y[:2], predicted, None)
+    model.reset_metrics()
+    return train_batches
+
+
+def as_float32(model: keras.Model, name: str, params: dict | None = None) -> keras.Model:
+    """The same weights in a float32 model: what gets saved, exported and served, whatever the
+    training precision (mixed-precision variables are float32 already, so nothing is lost)."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    clone = build(name, **(params or {}))
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+class Setup(NamedTuple):
+    model: keras.Model  # what gets saved
+    trainer: keras.Model  # what fit() trains: the model behind its augmentation, if any
+    train_batches: tf.data.Dataset
+    val_batches: tf.data.Dataset
+    negatives: int  # non-digits added to the training images
+
+
+def prepare(config: TrainConfig, data: MNIST, y_train: np.ndarray | None = None) -> Setup:
+    """Everything train() does before fit(): build the model, fit what adapt() fits, wrap it in
+    the augmentation it trains behind, add the non-digits, compile, batch both splits. Call it
+    under precision(). `y_train` replaces the training targets (a teacher's probabilities)."""
+    model = build(config.model, **config.model_params)
+    adapt(model, data.x_train, config.seed)  # a resumed run's backup overwrites this
+    trainer = trainer_for(model, config)
+    x, y = with_negatives(data.x_train, data.y_train, config.negatives, config.seed)
+    y = targets(y, config) if y_train is None else y_train
+    train_batches = prepare_fit(trainer, config, x, y)
+    y_val = targets(data.y_val, config)
+    if y.ndim == 2 and y_val.ndim == 1:  # the loss takes rows of ten: validation's labels as one-hot
+        y_val = np.eye(10, dtype=np.float32)[y_val]
+    val_batches = batches(data.x_val, y_val, config.batch_size, shuffle=False)
+    return Setup(model, trainer, train_batches, val_batches, len(x) - len(data.x_train))
+
+
+def soft_targets(config: TrainConfig) -> bool:
+    return config.label_smoothing > 0 or config.negatives > 0
+
+
+def targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """Integer labels, or rows of ten where the loss needs them (label smoothing, negatives):
+    one-hot for a digit, uniform for a non-digit (NOT_A_DIGIT)."""
+    if not soft_targets(config):
+        return labels
+    rows = np.full((len(labels), 10), 0.1, np.float32)
+    digit = labels != NOT_A_DIGIT
+    rows[digit] = keras.utils.to_categorical(labels[digit], 10)
+    return rows
+
+
+def train(
+    config: TrainConfig | None = None,
+    data: MNIST | None = None,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    verbose: int | str = "auto",
+    callbacks: list | None = None,
+    budget: Budget | None = None,
+) -> Path:
+    """Train `config.model` into the run folder `out`, which it leaves with status "trained".
+
+    If `out` holds an interrupted run of the same config, training resumes from its last
+    completed epoch. With a `budget` (frontier.choose()), training stops when its seconds run
+    out. Returns the run folder.
+    """
+    config = config or TrainConfig()
+    config.check()
+    # Data first: a missing or corrupt data set must not leave a run folder behind.
+    t0 = time.perf_counter()
+    if data is None:
+        data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
+    data = data.subset(config.subset)
+    load_s = round(time.perf_counter() - t0, 2)
+    run_dir = Path(out) if out else new_run_dir(config.model)
+    new_run = not Run.is_run(run_dir)
+    try:
+        if new_run:
+            run = Run.create(run_dir, config=config)
+        else:
+            run = Run.open(run_dir)
+            run.resume(config)
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        raise DigitlabError(
+            f"cannot write the run folder {run_dir} ({os.strerror(e.errno)}); free some space or choose another --out"
+        ) from None
+    record = run.record
+    record.data = DataUsed.of(data, config.val_size, config.split_seed, config.subset)
+    record.precision = resolve_precision(config.precision)  # what "auto" meant on this machine
+    record.timings["load_s"] = load_s
+    record.budget = budget
+    try:
+        run.save()
+        if verbose == "auto":
+            verbose = 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
+        # Seeds, op determinism and the dtype policy hold for this run only, then are as they were.
+        with seeded(config.seed):
+            with precision(record.precision):
+                t0 = time.perf_counter()  # training time includes fitting what adapt() fits
+                deadline = [Deadline(t0 + budget.seconds)] if budget else []
+                # Augmentation wraps the model for training only; `model` itself is what gets saved.
+                model, trainer, train_batches, val_batches, record.data.negatives = prepare(config, data)
+                all_callbacks = [
+                    keras.callbacks.BackupAndRestore(str(run.backup)),
+                    ResumableEarlyStopping(run, model, config.patience),
+                    AtomicCheckpoint(run.best, model, best=best_loss(run)),
+                    keras.callbacks.CSVLogger(str(run.history_csv), append=True),
+                    keras.callbacks.TensorBoard(log_dir=str(run.logs)),
+                    *deadline,
+                    *(callbacks or []),
+                ]
+                with CtrlC() as ctrl_c:
+                    fit = trainer.fit(
+                        train_batches,
+                        validation_data=val_batches,
+                        epochs=config.epochs,
+                        shuffle=False,  # the batches are shuffled already
+                        callbacks=[*all_callbacks, ctrl_c],
+                        verbose=verbose,
+                    )
+            record.timings["train_s"] = round(record.timings.get("train_s", 0) + time.perf_counter() - t0, 2)
+            if budget:
+                budget.stopped = deadline[0].stopped
+            with precision("float32"):  # the saved model is float32 whatever the caller's own policy
+                model = as_float32(model, config.model, config.model_params)
+        write_atomic(run.model, model.save)
+        history = full_history(run, fit.history)
+        write_json(run.history_json, history)
+        best = int(np.argmin(history["val_loss"]))
+        record.params = model.count_params()
+        record.epochs_run = len(history["val_loss"])
+        record.best = Best(best + 1, history["val_loss"][best], history["val_accuracy"][best])
+        record.status = Status.TRAINED
+        run.save()
+        return run.path
+    except BaseException as e:
+        if isinstance(e, OSError) and e.errno in DISK_ERRORS:
+            # A full or read-only disk: a new run with no finished epoch has nothing to resume,
+            # so nothing of it is left behind; a longer one keeps its backup for --resume.
+            if new_run and not full_history(run, {}):
+                shutil.rmtree(run.path, ignore_errors=True)
+                raise DigitlabError(
+                    f"cannot write the run folder {run.path} ({os.strerror(e.errno)}); "
+                    "free some space or choose another --out"
+                ) from None
+            raise DigitlabError(
+                f"cannot write {e.filename or run.path} ({os.strerror(e.errno)}); "
+                f"free some space, then `digitlab train --resume {run.path}`"
+            ) from None
+        run.fail(e)
+        if isinstance(e, KeyboardInterrupt):
+            raise Interrupted(f"interrupted; go on with `digitlab train --resume {run.path}`") from None
+        raise
