@@ -163,3 +163,25 @@ def test_a_marker_stroke_running_off_a_canvas_is_not_a_desk(mnist):
     assert labels[192] == 0 and features["ink_surround"] > scene.MAX_INK_SURROUND
     assert features["step"] >= scene.MIN_STEP and features["corners"] <= scene.MAX_CORNERS  # it looked like one
     assert scene.find(grey) is None
+
+
+def test_show_draws_the_box_of_what_was_read_on_the_photo(mnist, tmp_path):
+    from digitlab.cli.use import RED
+
+    i = int(np.flatnonzero(mnist.y_test == 4)[0])
+    data, (top, left, bottom, right) = _located(mnist.x_test[i].reshape(28, 28), seed=7)
+    photo = tmp_path / "desk.jpg"
+    photo.write_bytes(data)
+    run = digitlab("predict", "--json", str(photo), "--show", str(tmp_path / "seen"))
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    assert answer["digit"] == 4
+    b_top, b_left, b_bottom, b_right = answer["box"]
+    assert b_top <= top + 3 and b_left <= left + 3 and b_bottom >= bottom - 3 and b_right >= right - 3
+    with Image.open(answer["show_box"]) as shown:
+        pixels = np.asarray(shown.convert("RGB"), np.int16)
+    assert pixels.shape[:2] == Image.open(io.BytesIO(data)).size[::-1]  # the photo's own size, upright
+    red = np.abs(pixels - np.array(RED)).sum(axis=2) < 40
+    rows, cols = np.flatnonzero(red.any(1)), np.flatnonzero(red.any(0))
+    assert abs(rows[0] - b_top) <= 8 and abs(rows[-1] - b_bottom) <= 8  # the frame drawn round the box
+    assert abs(cols[0] - b_left) <= 8 and abs(cols[-1] - b_right) <= 8

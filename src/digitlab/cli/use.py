@@ -52,7 +52,10 @@ def predict(
     top_k: Annotated[int, typer.Option(help="How many candidates to show.")] = 3,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
     number: Annotated[bool, typer.Option("--number", help="Read a written number: several digits.")] = False,
-    show: Annotated[Path | None, typer.Option(help="Write the 28x28 input the model saw here, as PNG.")] = None,
+    show: Annotated[
+        Path | None,
+        typer.Option(help="Write here, as PNG, the 28x28 input the model saw and the image with what was read boxed."),
+    ] = None,
     pixels: Pixels = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -83,6 +86,8 @@ def predict(
         seen = answer.pop("image28")
         if show is not None:
             answer["show"] = str(_save_png(seen, show / f"{path.stem}.28x28.png"))
+            if answer.get("box"):
+                answer["show_box"] = str(_save_box(path, answer["box"], show / f"{path.stem}.box.png"))
         typer.echo(json.dumps({"file": str(path), **answer}) if json_lines else f"{path}: {_describe(answer)}")
     if failed:
         raise typer.Exit(2)
@@ -132,6 +137,29 @@ def _save_png(image, path: Path) -> Path:
 
     pixels = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
     return write_atomic(path, lambda tmp: pixels.save(tmp, format="PNG"))
+
+
+SHOW_SIDE = 1200  # the boxed picture's longer side at most: enough to see where, small to open
+
+
+def _save_box(source: Path, box: list[int], path: Path) -> Path:
+    """The image as sent (upright), the box of what was read drawn on it in red."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    from digitlab.files import write_atomic
+
+    with Image.open(source) as opened:  # read once already, within digitlab's size limits
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    scale = min(1.0, SHOW_SIDE / max(image.size))
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    top, left, bottom, right = (round(v * scale) for v in box)
+    pen = max(2, round(max(image.size) / 200))
+    ImageDraw.Draw(image).rectangle((left - pen, top - pen, right + pen - 1, bottom + pen - 1), outline=RED, width=pen)
+    return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+RED = (230, 30, 30)
 
 
 def robustness(
