@@ -38,9 +38,8 @@ def train(
         data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
     load_s = round(time.perf_counter() - t0, 2)
     with tf_errors_only(), random_state_kept():
-        folder = loop.train(config, data, out, data_dir, verbose, callbacks, budget)
+        folder = loop.train(config, data, out, verbose, callbacks, budget, load_s)
         run = Run.open(folder)
-        run.record.timings["load_s"] = load_s
         try:
             if evaluate_after:
                 evaluate(run, data=data.subset(config.subset))

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from digitlab.data.mnist import MNIST, load_mnist
+from digitlab.data.mnist import MNIST
 from digitlab.errors import DigitlabError, Interrupted
 from digitlab.files import DISK_ERRORS, write_atomic, write_json
 from digitlab.nn.backend import keras, tf
@@ -154,28 +154,23 @@ def targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
 
 
 def train(
-    config: TrainConfig | None = None,
-    data: MNIST | None = None,
+    config: TrainConfig,
+    data: MNIST,
     out: str | Path | None = None,
-    data_dir: str | Path | None = None,
     verbose: int | str = "auto",
     callbacks: list | None = None,
     budget: Budget | None = None,
+    load_s: float = 0.0,
 ) -> Path:
-    """Train `config.model` into the run folder `out`, which it leaves with status "trained".
+    """Train `config.model` (checked) on `data` (split as the config says, loaded by the caller
+    first: a missing or corrupt data set must not leave a run folder behind) into the run folder
+    `out`, which it leaves with status "trained". `load_s`: what loading the data took.
 
     If `out` holds an interrupted run of the same config, training resumes from its last
     completed epoch. With a `budget` (frontier.choose()), training stops when its seconds run
     out. Returns the run folder.
     """
-    config = config or TrainConfig()
-    config.check()
-    # Data first: a missing or corrupt data set must not leave a run folder behind.
-    t0 = time.perf_counter()
-    if data is None:
-        data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
     data = data.subset(config.subset)
-    load_s = round(time.perf_counter() - t0, 2)
     run_dir = Path(out) if out else new_run_dir(config.model)
     new_run = not Run.is_run(run_dir)
     try:
