@@ -139,11 +139,30 @@ def test_the_shipped_models_recipes_are_named():
     assert frontier.recipe("allconv-real") == {"model": "allconv", "real_world": 1.0, "negatives": 0.3}
 
 
-def test_an_unknown_recipe_names_the_known_ones(capsys):
+def test_a_misspelt_recipe_or_model_gets_the_name_meant(capsys):
     assert main(["train", "--params", "allconv-cluter", "--dry-run"]) == 2
     error = capsys.readouterr().err
-    assert "--params: allconv-cluter is neither JSON nor a file, nor a recipe (" in error
-    assert all(name in error for name in frontier.recipe_names())
+    assert error == (
+        "error: --params: allconv-cluter is neither JSON nor a file, nor a recipe; "
+        "did you mean 'allconv-clutter'? (`digitlab models` lists them all)\n"
+    )
+    for command in (["train", "--model", "alconv", "--dry-run"], ["compare", "mlp", "alconv"], ["tune", "alconv"]):
+        assert main(command) == 2
+        error = capsys.readouterr().err
+        assert error == "error: unknown model 'alconv'; did you mean 'allconv'? (`digitlab models` lists them all)\n"
+    # Nothing near: every name, to choose from.
+    assert main(["train", "--params", "zzz", "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert all(name in error for name in frontier.recipe_names()), error
+
+
+def test_a_budget_needs_its_unit(capsys):
+    assert main(["train", "--budget", "30"]) == 2
+    expected = "error: --budget 30: give a time with its unit, e.g. 30s, 5m or 1h (s, m or min, h)\n"
+    assert capsys.readouterr().err == expected
+    # With one it is read (and, here, refused for the option beside it, before any measuring).
+    assert main(["train", "--budget", "30s", "--lr", "0.1"]) == 2
+    assert capsys.readouterr().err == "error: --budget chooses the recipe itself; drop --lr (--seed may stay)\n"
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shlex
 
 import numpy as np
@@ -43,6 +44,28 @@ def test_leaderboard_files_agree_with_the_runs(board):
     assert accuracies[0] != accuracies[1]  # different seeds, different runs
     assert "| 1 |" in (out / "leaderboard.md").read_text()
     assert (out / "leaderboard.png").stat().st_size > 5000
+    # Test errors are a count: the mean over seeds, rounded to whole images.
+    board_md = (out / "leaderboard.md").read_text().splitlines()
+    errors = [row.split(" | ")[3] for row in board_md if " | `mlp` | " in row]
+    assert errors == [f"{round(mlp['errors']):,}"] and "." not in errors[0]
+
+
+def test_compare_ends_with_a_table_and_the_leaderboards_path(board, data_dir, capsys):
+    """The same comparison from the command line: every run reused, then a table, not Markdown."""
+    from digitlab.cli import main
+
+    out, rows = board
+    capsys.readouterr()
+    args = ["compare", "logreg", "mlp", "--seeds", "2", "--epochs", "1", "--subset", "2000", "--ensemble"]
+    assert main([*args, "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert "Leaderboard" in shown and "ensemble of 2 mlp" in shown and "seeds 0-1" in " ".join(shown.split())
+    assert "![leaderboard]" not in shown and "|---" not in shown and "`mlp`" not in shown
+    mlp = next(r for r in rows if r["model"] == "mlp")
+    assert re.search(rf"│ +{round(mlp['errors']):,} │", shown), shown  # a count, as in the files
+    assert shown.rstrip().endswith(
+        f"leaderboard: {out / 'leaderboard.html'} (beside it: leaderboard.md, .csv and .png)"
+    )
 
 
 def test_compare_reuses_finished_runs_of_the_same_settings_only(board, data_dir):
@@ -57,6 +80,7 @@ def test_compare_reuses_finished_runs_of_the_same_settings_only(board, data_dir)
     assert run != first and Run.open(run).record.config.epochs == 2 and Run.open(run).record.epochs_run == 2
     assert (first / "model.keras").stat().st_mtime == stamp  # the earlier run is kept, untouched
     assert "epochs=2" in (out / "leaderboard.md").read_text()
+    assert "trained with seed 0 on the same" in (out / "leaderboard.md").read_text()  # one seed: not "seeds 0-0"
     assert "2,000 training / 400 validation images" in (out / "leaderboard.md").read_text()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -103,6 +104,47 @@ def test_without_mnist_the_check_says_it_used_noise(tiny, tmp_path):
     notes: list[str] = []
     export(tiny, "onnx", out=tmp_path / "m.onnx", data_dir=tmp_path / "no-mnist-here", notes=notes)
     assert "checked against Keras on 64 images of uniform noise, not digits (MNIST not found in" in notes[-1]
+
+
+def test_an_export_killed_mid_write_leaves_a_temp_file_the_next_export_removes(tiny, data_dir, tmp_path):
+    out = tmp_path / "exports" / "model.onnx"
+    args = [sys.executable, "-m", "digitlab.cli", "export", str(tiny), "--out", str(out), "--data-dir", str(data_dir)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (hidden := [p for p in out.parent.glob(".*")] if out.parent.is_dir() else []):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.005)
+    proc.kill()  # SIGKILL while the export is being written: no chance to clean up
+    proc.wait()
+    assert [p.name for p in out.parent.iterdir()] == [hidden[0].name] and not out.exists()
+    assert hidden[0].name.startswith(".digitlab-tmp-")  # named so that it is known for what it is
+    export(tiny, "onnx", out=out, data_dir=data_dir)  # the same command again
+    assert [p.name for p in out.parent.iterdir()] == ["model.onnx"]
+
+
+def test_evaluate_grades_an_onnx_file_digitlab_exported(tiny, mnist, data_dir, tmp_path, monkeypatch):
+    """An exported .onnx (the shipped model is one) is graded like a run, with its own calibration
+    left as it is: nothing is written beside it (the shipped one sits in site-packages)."""
+    from digitlab.evaluation import evaluate
+    from digitlab.evaluation.evaluate import evaluate_file
+    from digitlab.training.runs import Run
+
+    monkeypatch.setattr(evaluate, "ROBUSTNESS_N", 5)  # the suite is not what is tested here
+
+    path = export(tiny, "onnx", out=tmp_path / "model" / "tiny.onnx", data_dir=data_dir)
+    folder = evaluate_file(path, out=tmp_path / "graded", data_dir=data_dir)
+    run = Run.open(folder)
+    assert (run.record.kind, run.record.status, run.record.source) == ("export", "completed", str(path))
+    right = OnnxModel(path).probabilities(mnist.x_test).argmax(1) == mnist.y_test
+    assert run.read_metrics()["test_accuracy"] == pytest.approx(right.mean())
+    assert run.read_serving()["calibrated_on"] == "the validation split (10,000)"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.onnx"]
+    # The shipped model is no longer refused as "neither a run folder nor a model file": it goes on
+    # to read MNIST (here from a folder without it: grading it whole takes half a minute).
+    from digitlab.io.native import DEFAULT_MODEL
+
+    shipped = digitlab("evaluate", str(DEFAULT_MODEL), "--out", str(tmp_path / "d"), "--data-dir", str(tmp_path))
+    assert shipped.returncode == 2 and "MNIST not found" in shipped.stderr, shipped.stderr
 
 
 def test_serving_threshold_is_chosen_on_validation(tiny, mnist):

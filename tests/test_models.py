@@ -21,9 +21,11 @@ def test_classic_mlp_is_the_textbook_net():
     assert model.count_params() == 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
 
 
-def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(DigitlabError, match="unknown model 'resnet9000'; choose one of: ") as error:
-        build("resnet9000")
+def test_unknown_model_suggests_the_nearest_or_lists_the_known_ones():
+    with pytest.raises(DigitlabError, match=r"unknown model 'alconv'; did you mean 'allconv'\?"):
+        build("alconv")
+    with pytest.raises(DigitlabError, match="unknown model 'zzzz'; choose one of: ") as error:
+        build("zzzz")
     assert all(name in str(error.value) for name in MODELS)
 
 

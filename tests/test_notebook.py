@@ -33,6 +33,8 @@ def test_walkthrough_notebook_executes(data_dir, tmp_path, monkeypatch):
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     outputs = [o for cell in code for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
+    # No warnings: compare's progress bar asks for ipywidgets in Jupyter unless told it is text.
+    assert not [o["text"] for o in outputs if o.output_type == "stream" and o.name == "stderr"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 6  # samples, curves, confusion, errors, leaderboard, the drawing beside what models see
     printed = "".join(text_of(cell) for cell in code)

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from digitlab.data import synth
 from digitlab.errors import DigitlabError
-from digitlab.image.preprocess import BOX, SIZE, naive, otsu, prepare, read_image, segment
+from digitlab.image.preprocess import BOX, SIZE, naive, otsu, prepare, read_image
 
 
 def png(array: np.ndarray, mode: str | None = "L") -> bytes:
@@ -110,42 +110,6 @@ def test_all_synthetic_kinds_render(mnist):
         images, labels = synth.render(kind, mnist.x_test, mnist.y_test, n=3, seed=1)
         assert len(images) == 3 and len(labels) == 3
         assert prepare(images[0]).reason is None and naive(images[0]).shape == (28, 28)
-
-
-def test_segment_reads_digits_left_to_right(mnist):
-    # Three MNIST digits side by side with gaps, as a written number.
-    picks = [np.flatnonzero(mnist.y_test == d)[0] for d in (2, 0, 7)]
-    strip = np.concatenate([np.pad(mnist.x_test[i].squeeze(), ((0, 0), (6, 6))) for i in picks], axis=1)
-    digits = segment(png(((1 - np.kron(strip, np.ones((6, 6)))) * 255).astype(np.uint8)))
-    assert len(digits) == 3 and all(d.reason is None for d in digits)
-    lefts = [d.boxes[0][1] for d in digits]
-    assert lefts == sorted(lefts)
-
-
-def test_a_broken_stroke_stays_with_its_digit(mnist):
-    # A 2, 0, 7 written apart, then a small mark just right of the 2, clear of its columns: a
-    # piece of its stroke where the pen skipped. On its own it would be read as a fourth digit.
-    picks = [np.flatnonzero(mnist.y_test == d)[0] for d in (2, 0, 7)]
-    strip = np.concatenate([np.pad(mnist.x_test[i].squeeze(), ((0, 0), (6, 6))) for i in picks], axis=1)
-
-    def written(strip):
-        return segment(png(((1 - np.kron(strip, np.ones((6, 6)))) * 255).astype(np.uint8)))
-
-    whole = written(strip)
-    right = np.flatnonzero(strip[:, :40].max(0) > 0.1)[-1]
-    strip[6:10, right + 2 : right + 7] = 1.0  # 4 px high: a fifth of the digits' height
-    digits = written(strip)
-    assert len(digits) == 3 and all(d.reason is None for d in digits)
-    assert digits[0].boxes[0][3] > whole[0].boxes[0][3]  # the 2's box now takes the mark in
-    others = np.array([d.boxes[0] for d in digits[1:]]) - np.array([d.boxes[0] for d in whole[1:]])
-    assert np.abs(others).max() <= 2  # the 0 and the 7 as before (Otsu's threshold moves a little)
-
-
-def test_touching_digits_are_declined():
-    wide = np.full((60, 200), 255, np.uint8)
-    wide[25:35, 10:190] = 0  # one long bar: far wider than tall
-    wide[10:50, 10:20] = 0
-    assert segment(png(wide))[0].reason.startswith("digits touch")
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "WEBP"])

@@ -131,12 +131,38 @@ def test_report_reads_on_a_phone_and_a_laptop(run):
             )
             assert len(images) == pictures
             assert all(done and natural > 0 and right <= width[1] for done, natural, right in images), images
-            # The robustness table is wider than a phone: it scrolls in its own box, not the page.
-            boxes = page.eval_on_selector_all(".table", "els => els.map(e => e.scrollWidth > e.clientWidth)")
-            assert any(boxes) or name != "phone"
+            # No table is wider than the screen, nor scrolls sideways in its own box: every value in view.
+            tables = page.eval_on_selector_all(
+                ".table", "els => els.map(e => [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right])"
+            )
+            assert all(scroll <= client and right <= width[1] for scroll, client, right in tables), (name, tables)
+            cells = page.evaluate(STACKED)
+            stacked = [c for c in cells if c["stacked"]]
+            if name == "phone":  # the robustness table is one card a row, each value under its column's name
+                assert stacked and all(c["right"] <= width[1] and c["font"] >= 12 for c in stacked)
+                assert {"declined", "AUROC, clean digits"} <= {c["label"] for c in stacked if c["row"] == "not digits"}
+            else:  # a laptop keeps every table's columns
+                assert not stacked
             page.screenshot(path=ARTIFACTS / f"report-{name}.png", full_page=True)
+            # A tap on a plot shows it at full size, to read its small print, scrolling in its own box.
+            plot = page.locator("details.plot").first
+            plot.locator("summary").click()
+            natural = page.evaluate("document.querySelector('details.plot img').naturalWidth")
+            assert plot.evaluate("d => [d.open, Math.round(d.querySelector('img').getBoundingClientRect().width)]") == [
+                True,
+                natural,
+            ]
+            assert page.evaluate("document.documentElement.scrollWidth") <= width[1]
             page.close()
         browser.close()
+
+
+# Every visible body cell that is laid out as a card (its row a flex box): its column's name as
+# shown, its row's first cell, its right edge and font size.
+STACKED = """[...document.querySelectorAll('td')].filter(td => td.offsetParent).map(td => ({
+    stacked: getComputedStyle(td.parentElement).display === 'flex',
+    label: td.dataset.label, row: td.parentElement.cells[0].textContent,
+    right: td.getBoundingClientRect().right, font: parseFloat(getComputedStyle(td).fontSize)}))"""
 
 
 def test_epoch_ticks_are_whole_and_calibration_counts_every_test_image(run, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import re
+import socket
 
 import numpy as np
 import pytest
@@ -94,7 +96,7 @@ Image.new("L", (9000, 9000)).save(BOMB, format="PNG")
         ({"files": {"file": ("a.png", b"not an image")}}, 422, "not a readable image"),
         ({"files": {"file": ("a.png", png(np.zeros((40, 40), np.uint8))[:50])}}, 422, "not a readable image"),
         ({"files": {"file": ("bomb.png", BOMB.getvalue())}}, 422, "too large"),
-        ({"files": {"file": ("big.bin", b"\0" * 1_200_000)}}, 413, "limit"),
+        ({"files": {"file": ("big.bin", b"\0" * 1_200_000)}}, 413, "digitlab serve --max-upload"),
         ({"files": {"note": (None, "no file here")}}, 422, "no file in the upload"),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
         ({"json": {"image": "@@@not base64@@@"}}, 422, "not valid base64"),
@@ -114,7 +116,12 @@ Image.new("L", (9000, 9000)).save(BOMB, format="PNG")
         ({"content": b'{"pixels": [[1' + b"0" * 400 + b"]]}", "headers": JSON}, 422, "too large for a float"),
         ({"content": b'{"pixels": [[' + b"9" * 5000 + b"]]}", "headers": JSON}, 400, "number too long"),
         ({"content": b"[" * 100_000 + b"]" * 100_000, "headers": JSON}, 400, "nests too deep"),
-        ({"content": iter([b"[" * 300_000] * 4), "headers": JSON}, 413, "limit"),  # chunked: no Content-Length
+        ({"content": iter([b"[" * 300_000] * 4), "headers": JSON}, 413, "--max-upload"),  # chunked: no Content-Length
+        # Content-Length read strictly (5,000 digits were a 500 from `int`; a real server's h11 refuses them itself)
+        ({"content": b"{}", "headers": JSON | {"content-length": "9" * 5000}}, 400, "Content-Length"),
+        ({"content": b"{}", "headers": JSON | {"content-length": "-2"}}, 400, "ASCII digits"),
+        # v1 takes 0-255: the usual x/255 array read as a blank image once (200, "no ink")
+        ({"json": {"pixels": (np.arange(784).reshape(28, 28) / 783).tolist()}}, 422, "multiply them by 255"),
     ],
     ids=[
         "wrong-type",
@@ -134,6 +141,9 @@ Image.new("L", (9000, 9000)).save(BOMB, format="PNG")
         "5000-digits",
         "deep-nesting",
         "chunked-oversize",
+        "content-length-5000-digits",
+        "content-length-negative",
+        "pixels-0-1",
     ],
 )
 def test_bad_requests_get_a_clear_4xx(client, kwargs, status, message):
@@ -156,8 +166,33 @@ def test_page_and_docs_are_served_offline(client):
     page = client.get("/").text
     assert "<canvas" in page and "http" not in page.replace("http-equiv", "")  # no CDN: every asset is local
     assert client.get("/static/app.js").status_code == 200
-    assert client.get("/docs").status_code == 200
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+    # /docs and /redoc once loaded Swagger UI and ReDoc from a CDN: blank offline.
+    for docs in ("/docs", "/redoc"):
+        html = client.get(docs).text
+        urls = re.findall(r"""(?:src|href|spec-url)=["']([^"']+)|url: *'([^']+)'""", html)
+        urls = [a or b for a, b in urls]
+        assert len(urls) >= 3 and "http" not in html.replace("http-equiv", ""), html
+        for url in urls:
+            assert url.startswith("/") and client.get(url).status_code == 200, url
+
+
+def test_the_favicon_is_an_icon(client):
+    r = client.get("/favicon.ico")  # a 404 once
+    assert r.status_code == 200 and r.headers["content-type"] == "image/x-icon"
+    with Image.open(io.BytesIO(r.content)) as icon:
+        assert icon.format == "ICO" and np.asarray(icon.convert("L")).max() == 255
+
+
+def test_v1_says_it_takes_0_255(client):
+    """In its schema and its model card, as /v2 takes 0-1; an array of 0s and 1s is still 0-255."""
+    schema = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    described = schema["application/json"]["schema"]["properties"]["pixels"]
+    assert "0-255, not 0-1" in described["description"] and described["items"]["items"]["maximum"] == 255
+    assert "0-255, not 0-1" in client.get("/v1/model").json()["input"]["pixels"]
+    ones = np.zeros((28, 28))
+    ones[8:20, 13:15] = 1  # integers: 0-255, a faint stroke
+    assert client.post("/v1/predict", json={"pixels": ones.tolist()}).status_code == 200
 
 
 def test_json_batch_answers_each_item(client, digits):
@@ -232,6 +267,7 @@ def test_serve_leaves_the_environment_as_it_found_it(monkeypatch, workers, stops
     from uvicorn.importer import import_from_string
 
     from digitlab.serve import app as served
+    from digitlab.serve.connections import LOG_CONFIG, Guarded
 
     calls = []
 
@@ -244,10 +280,16 @@ def test_serve_leaves_the_environment_as_it_found_it(monkeypatch, workers, stops
     monkeypatch.setenv(served.ENV_QUEUE_WAIT, "someone's own")  # kept, not dropped
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     before = dict(os.environ)
+    with socket.socket() as s:  # a port free now: serve checks it before uvicorn starts
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     with pytest.raises(KeyboardInterrupt) if stops == "raises" else contextlib.nullcontext():
-        served.serve(None, "127.0.0.1", 8765, 12345, workers=workers, queue_wait=2.5)
+        served.serve(None, "127.0.0.1", port, 12345, workers=workers, queue_wait=2.5)
     assert dict(os.environ) == before
     ((app, options, during),) = calls
+    # Its connections bounded (connections.py), in every worker process alike.
+    assert options["http"] is Guarded and options["log_config"] is LOG_CONFIG and options["backlog"] >= 16
+    assert options["timeout_keep_alive"] > 0 and options["h11_max_incomplete_event_size"] > 0
     if workers == 1:
         assert app.state.settings.max_upload == 12345 and app.state.settings.queue_wait == 2.5
         assert app.state.settings.model is not None  # loaded once, before uvicorn starts

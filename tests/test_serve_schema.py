@@ -25,7 +25,7 @@ CONFIG = SchemathesisConfig.from_dict(
     {
         "operations": [
             {
-                "include-path-regex": "^/v1/predict",
+                "include-path-regex": "^/v1/(predict|read)",
                 "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "422"]}},
             },
             {

@@ -128,6 +128,8 @@ def test_killed_sqlite_study_resumes_with_its_completed_trials(tmp_path, data_di
     assert all(after[n].state == optuna.trial.TrialState.FAIL for n in killed)  # marked failed, not lost
     new = [t for n, t in after.items() if n not in done and n not in killed]
     assert len(new) == 2 and all(t.state.is_finished() for t in new)
+    retried = {t.system_attrs.get("failed_trial"): t.params for t in new}  # and run again, once, as it was
+    assert all(retried.get(n) == after[n].params for n in killed)
     summary = json.loads(digitlab("tune", "mlp", "--report", "--out", str(out), cwd=tmp_path).stdout)
     assert summary["trials"] == len(after) and summary["by_state"]["fail"] == len(killed)
     folder = Path(summary["folder"])
@@ -160,3 +162,54 @@ def test_wrong_password_is_one_clear_line(tmp_path, data_dir):
     result = digitlab("tune", "mlp", "--storage", wrong, *TINY, "--data-dir", str(data_dir), cwd=tmp_path)
     assert result.returncode == 2 and "password" in result.stderr and "not-the-password" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_failed_promptly_and_retried_once(tmp_path, data_dir):
+    """Two workers; one is killed -9 mid-trial. The other, still training, fails the silent trial
+    at its next epoch's end (not only when it starts a trial), and it is queued again, once.
+    On PostgreSQL where there is one (as in CI), else SQLite (the test above kills one there too)."""
+    storage = POSTGRES or f"sqlite:///{tmp_path / 'study.db'}"
+    study = f"kill-{uuid.uuid4().hex[:8]}"
+    common = [
+        "--storage",
+        storage,
+        "--study",
+        study,
+        "--heartbeat",
+        "1",
+        "--subset",
+        "1000",
+        "--data-dir",
+        str(data_dir),
+    ]
+    victim = worker("--trials", "1", "--epochs", "20", *common, "--out", str(tmp_path / "a"), cwd=tmp_path)
+    other = worker("--trials", "4", "--epochs", "4", *common, "--out", str(tmp_path / "b"), cwd=tmp_path)
+
+    def trials():
+        try:
+            return optuna.load_study(study_name=study, storage=storage).trials
+        except KeyError:  # not created yet
+            return []
+
+    deadline = time.time() + 300
+    mine = f":{victim.pid}"
+    while not (
+        running := [t for t in trials() if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(mine)]
+    ):
+        assert time.time() < deadline and victim.poll() is None, victim.communicate()[1][-3000:]
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)  # mid-trial: it was training when its trial was seen running
+    victim.wait()
+    (killed,) = running
+    # Failed by the other worker within the grace period (2 s) and an epoch or two, while it trains.
+    while (state := next(t for t in trials() if t.number == killed.number).state).name == "RUNNING":
+        assert time.time() < deadline and other.poll() is None, "the other worker ended before failing it"
+        time.sleep(0.1)
+    assert state == optuna.trial.TrialState.FAIL
+    _, stderr = other.communicate(timeout=300)
+    assert other.returncode == 0, stderr[-3000:]
+    assert f"trial {killed.number} failed: its worker stopped (no heartbeat); queued again once" in stderr
+    assert "Warning" not in stderr and "Traceback" not in stderr, stderr[-3000:]
+    retries = [t for t in trials() if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].params == killed.params  # the same settings, once
+    assert retries[0].state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

@@ -117,6 +117,7 @@ def test_wheel_carries_the_page_the_model_and_the_extras(wheel):
         "serve/web/index.html",
         "serve/web/app.js",
         "serve/web/style.css",
+        "serve/web/favicon.svg",
         "assets/default.onnx",
         "assets/frontier.csv",
     ):
@@ -202,5 +203,6 @@ def test_commands_needing_more_name_the_extra_in_one_line(serve_venv, tmp_path, 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert re.fullmatch(
-        rf"error: digitlab {command[0]} needs [\w -]+: pip install 'digitlab\[{extra}\]'\n", result.stderr
+        rf"error: digitlab {command[0]} needs [\w -]+: pip install 'digitlab\[{extra}\] @ file://\S+\.whl'\n",
+        result.stderr,
     ), result.stderr

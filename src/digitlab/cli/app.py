@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from digitlab.cli import train, use
+from digitlab.cli.options import EXTRAS, needs
 from digitlab.errors import DigitlabError, Interrupted
 from digitlab.files import DISK_ERRORS
 
@@ -47,43 +48,12 @@ def _root(
     """Train, compare, evaluate and use handwritten-digit classifiers on MNIST."""
 
 
-# The heavy modules behind the optional extras of pyproject.toml, by import name: a command that
-# needs one that is not installed (a `digitlab[serve]` install asked to train) names the extra.
-EXTRAS: dict[str, tuple[str, str]] = {
-    "tensorflow": ("TensorFlow", "train"),
-    "keras": ("Keras and TensorFlow", "train"),  # [train] brings both; Keras is imported first
-    "tensorboard": ("TensorBoard", "train"),
-    "tf2onnx": ("tf2onnx", "train"),
-    "onnx": ("ONNX", "train"),
-    "sklearn": ("scikit-learn", "train"),
-    "matplotlib": ("matplotlib", "train"),
-    "fontTools": ("fonttools", "train"),
-    "skimage": ("scikit-image", "train"),
-    "h5py": ("h5py", "train"),  # legacy .h5 Keras models (foreign.py)
-    "optuna": ("Optuna", "tune"),
-    "optuna_dashboard": ("optuna-dashboard", "tune"),
-    "sqlalchemy": ("SQLAlchemy", "tune"),
-    "psycopg": ("psycopg", "tune"),
-    "onnxruntime": ("ONNX Runtime", "serve"),
-    "fastapi": ("FastAPI", "serve"),
-    "starlette": ("FastAPI", "serve"),
-    "uvicorn": ("uvicorn", "serve"),
-    "python_multipart": ("python-multipart", "serve"),
-    "multipart": ("python-multipart", "serve"),
-    "prometheus_client": ("prometheus-client", "serve"),
-}
-
-
 def _missing_extra(error: ModuleNotFoundError, argv: list[str]) -> str | None:
     """The one-line error for a module an extra would bring, or None for any other missing module."""
-    known = EXTRAS.get((error.name or "").partition(".")[0])
-    if known is None:
+    module = (error.name or "").partition(".")[0]
+    if module not in EXTRAS:
         return None
-    what, extra = known
-    command = next((a for a in argv if not a.startswith("-")), None)
-    if command == "tune" and extra == "train":  # [tune] brings [train] and Optuna: one install, not two
-        extra = "tune"
-    return f"digitlab{' ' + command if command else ''} needs {what}: pip install 'digitlab[{extra}]'"
+    return needs(module, next((a for a in argv if not a.startswith("-")), None))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,5 +100,5 @@ def main(argv: list[str] | None = None) -> int:
 for command in (train.train, train.evaluate, train.runs, train.models, train.compare):
     app.command()(command)
 app.command(name="ensemble")(train.ensemble_command)
-for command in (train.tune, train.data, use.export, use.predict, use.serve, use.robustness):
+for command in (train.tune, train.data, use.export, use.predict, use.read, use.serve, use.robustness):
     app.command()(command)

@@ -1,9 +1,12 @@
-"""What several commands share: the --data-dir option, the line that ends a run, and the options
-`digitlab train` derives from TrainConfig's fields."""
+"""What several commands share: the --data-dir option, the line that ends a run, the options
+`digitlab train` derives from TrainConfig's fields, and the errors that name what to install or
+what was probably meant."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib.util
 import inspect
 import json
 import types
@@ -14,7 +17,7 @@ from typing import Annotated, Literal, Optional, Union
 
 import typer
 
-from digitlab.errors import DigitlabError
+from digitlab.errors import DigitlabError, install_hint
 
 DataDir = Annotated[
     Optional[Path],
@@ -24,6 +27,69 @@ DataDir = Annotated[
         "~/.cache/digitlab/mnist, ~/.keras/datasets; downloaded if absent).",
     ),
 ]
+
+# The heavy modules behind the optional extras of pyproject.toml, by import name: a command that
+# needs one that is not installed (a `digitlab[serve]` install asked to train) names the extra.
+EXTRAS: dict[str, tuple[str, str]] = {
+    "tensorflow": ("TensorFlow", "train"),
+    "keras": ("Keras and TensorFlow", "train"),  # [train] brings both; Keras is imported first
+    "tensorboard": ("TensorBoard", "train"),
+    "tf2onnx": ("tf2onnx", "train"),
+    "onnx": ("ONNX", "train"),
+    "sklearn": ("scikit-learn", "train"),
+    "matplotlib": ("matplotlib", "train"),
+    "fontTools": ("fonttools", "train"),
+    "skimage": ("scikit-image", "train"),
+    "h5py": ("h5py", "train"),  # legacy .h5 Keras models (foreign.py)
+    "optuna": ("Optuna", "tune"),
+    "optuna_dashboard": ("optuna-dashboard", "tune"),
+    "sqlalchemy": ("SQLAlchemy", "tune"),
+    "psycopg": ("psycopg", "tune"),
+    "onnxruntime": ("ONNX Runtime", "serve"),
+    "fastapi": ("FastAPI", "serve"),
+    "starlette": ("FastAPI", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "python_multipart": ("python-multipart", "serve"),
+    "multipart": ("python-multipart", "serve"),
+    "prometheus_client": ("prometheus-client", "serve"),
+}
+
+
+def needs(module: str, command: str | None) -> str:
+    """`digitlab COMMAND needs WHAT: pip install ...`, the command that works from here (install_hint)."""
+    what, extra = EXTRAS[module]
+    if command == "tune" and extra == "train":  # [tune] brings [train] and Optuna: one install, not two
+        extra = "tune"
+    return f"digitlab{' ' + command if command else ''} needs {what}: {install_hint(extra)}"
+
+
+def require(command: str, *modules: str) -> None:
+    """Each of `modules` (EXTRAS' import names) installed, checked before a command reads or
+    downloads anything: else the one line that names the install."""
+    for module in modules:
+        try:
+            missing = importlib.util.find_spec(module) is None
+        except ValueError:  # imported already, without a spec: it is there
+            missing = False
+        if missing:
+            raise DigitlabError(needs(module, command))
+
+
+def check_models(names: list[str]) -> None:
+    from digitlab.nn.models import check_name  # the registry alone: no Keras until a model is built
+
+    for name in names:
+        check_name(name)
+
+
+def status(what: str) -> contextlib.AbstractContextManager:
+    """A spinner naming a wait of seconds (`with status("exporting ..."):`), in the Rich style of
+    compare's and tune's bars; on a terminal only: pipes, --json and notebooks get nothing extra."""
+    from rich import get_console
+
+    console = get_console()
+    return console.status(f"{what}...") if console.is_terminal else contextlib.nullcontext()
+
 
 NATIVE = (int, float, str, bool, Path)  # what Typer parses itself; any other field is JSON text
 

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.options import DataDir, config_options, read_settings, summary
-from digitlab.errors import DigitlabError
+from digitlab.cli.options import DataDir, check_models, config_options, read_settings, status, summary
+from digitlab.errors import DigitlabError, suggest
 from digitlab.training.config import RECIPES, TrainConfig
 
 
@@ -78,13 +78,15 @@ def _budget_config(text: str, given: dict, params: str | None, resume: Path | No
     refused += ["--resume"] if resume is not None else []
     if refused:
         raise DigitlabError(f"--budget chooses the recipe itself; drop {', '.join(refused)} (--seed may stay)")
-    typer.echo(f"measuring this machine's speed (~1 s) to scale the frontier's times ({frontier.FRONTIER.name})")
-    choice = frontier.choose(seconds, frontier.calibrate())
+    with status(f"measuring this machine's speed to scale the frontier's times ({frontier.FRONTIER.name})"):
+        speed = frontier.calibrate()
+    choice = frontier.choose(seconds, speed)
     row = choice.row
     typer.echo(
         f"budget {seconds:g} s: training `{row.recipe}`, measured at {row.test_mean:.2%} ± {row.test_std:.2%} test "
         f"({row.val_mean:.2%} validation) over {row.seeds} seeds in {row.train_s_median:.0f} s on "
-        f"{row.cpu}; expected here: ~{choice.expected_s:.0f} s of training, then the evaluation"
+        f"{row.cpu}; expected here: ~{choice.expected_s:.0f} s of training and "
+        f"~{frontier.evaluation_s(speed):.0f} s of evaluation"
     )
     settings = dict(frontier.CANDIDATES[row.recipe]) | given
     config = TrainConfig.for_model(settings.pop("model"), **settings)
@@ -95,6 +97,7 @@ def make_config(from_params: dict, given: dict) -> TrainConfig:
     """Precedence: the model's recipe, then --params, then the options given."""
     settings = read_settings(TrainConfig, from_params | given, examples={"model_params": '{"width": 48}'})
     name = settings.pop("model", None) or "cnn"
+    check_models([name])
     return TrainConfig.for_model(name, **settings)
 
 
@@ -112,8 +115,8 @@ def _read_params(text: str | None) -> dict:
         elif name in frontier.recipe_names():
             source = (frontier.RECIPE_DIR / f"{name}.json").read_text()
         else:
-            recipes = ", ".join(frontier.recipe_names())
-            raise DigitlabError(f"--params: {text} is neither JSON nor a file, nor a recipe ({recipes})")
+            known = suggest(name, frontier.recipe_names(), "digitlab models")
+            raise DigitlabError(f"--params: {text} is neither JSON nor a file, nor a recipe; {known}")
     try:
         settings = json.loads(source)
     except json.JSONDecodeError as e:
@@ -146,14 +149,17 @@ def evaluate(
             raise DigitlabError("--out and --pixels are for model files; a run folder is evaluated in place")
         from digitlab.evaluation.evaluate import evaluate as run_evaluation
 
-        run_evaluation(model, data_dir=data_dir)
+        with status(f"evaluating {model}: calibration, test split, robustness suite, report"):
+            run_evaluation(model, data_dir=data_dir)
         summary(model)
         return
     if not model.exists():
         raise DigitlabError(f"no run folder or model file at {model}")
     from digitlab.evaluation.evaluate import evaluate_file
 
-    summary(evaluate_file(model, out, pixels, data_dir))
+    with status(f"evaluating {model}: calibration, test split, robustness suite, report"):
+        folder = evaluate_file(model, out, pixels, data_dir)
+    summary(folder)
 
 
 def runs(root: Annotated[Path, typer.Argument(help="Folder holding run folders.")] = Path("runs")) -> None:
@@ -216,13 +222,19 @@ def compare(
     data_dir: DataDir = None,
 ) -> None:
     """Train models on equal terms over several seeds; write a leaderboard (Markdown, CSV, chart)."""
+    from rich.console import Console
+
     from digitlab.experiments.compare import compare as run_comparison
+    from digitlab.experiments.compare import describe, table
 
     if seeds < 1:
         raise DigitlabError(f"--seeds must be at least 1, got {seeds}")
+    check_models(models)
     given = {"epochs": epochs, "subset": subset, "augment": augment, "elastic": elastic}
-    run_comparison(models, seeds, out, {k: v for k, v in given.items() if v is not None}, ensemble, data_dir)
-    typer.echo((out / "leaderboard.md").read_text())
+    given = {k: v for k, v in given.items() if v is not None}
+    rows = run_comparison(models, seeds, out, given, ensemble, data_dir)
+    Console(width=None if sys.stdout.isatty() else 160).print(table(rows, caption=describe(rows, seeds, given)))
+    typer.echo(f"leaderboard: {out / 'leaderboard.html'} (beside it: leaderboard.md, .csv and .png)")
 
 
 def ensemble_command(
@@ -233,7 +245,9 @@ def ensemble_command(
     """Average the softmax of several runs into one model; evaluate and report it like any run."""
     from digitlab.experiments.ensemble import ensemble as build_ensemble
 
-    summary(build_ensemble(runs, out, data_dir=data_dir))
+    with status(f"building the ensemble of {len(runs)} runs, then evaluating it"):
+        folder = build_ensemble(runs, out, data_dir=data_dir)
+    summary(folder)
 
 
 def tune(
@@ -268,6 +282,7 @@ def tune(
         study = tuning.open_study(name, url, heartbeat, create=False)
         summary = tuning.report(study, tuning.study_folder(study, out, create=False))
     else:
+        check_models([model])
         summary = tuning.tune(model, trials, timeout, storage, name, epochs, subset, seed, out, heartbeat, data_dir)
     typer.echo(json.dumps(summary, indent=2))
 

@@ -1,4 +1,4 @@
-"""`digitlab predict`, `serve`, `export`, `robustness`: putting a model to work."""
+"""`digitlab predict`, `read`, `serve`, `export`, `robustness`: putting a model to work."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.options import DataDir
+from digitlab.cli.options import DataDir, require, status
 from digitlab.errors import DigitlabError
 
 Pixels = Annotated[
@@ -34,7 +34,8 @@ def export(
     from digitlab.io.export import export as run_export
 
     notes: list[str] = []
-    path = run_export(source, format, out, pixels=pixels, data_dir=data_dir, notes=notes)
+    with status(f"exporting {source} to {format} and checking it against Keras on validation digits"):
+        path = run_export(source, format, out, pixels=pixels, data_dir=data_dir, notes=notes)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {path}")
@@ -54,7 +55,10 @@ def predict(
     number: Annotated[bool, typer.Option("--number", help="Read a written number: several digits.")] = False,
     show: Annotated[
         Path | None,
-        typer.Option(help="Write here, as PNG, the 28x28 input the model saw and the image with what was read boxed."),
+        typer.Option(
+            help="Write here, as PNG, what the model saw (NAME.28x28.png; with --number NAME.digits.png, "
+            "each digit 28x28, side by side) and the image with what was read boxed (NAME.box.png)."
+        ),
     ] = None,
     pixels: Pixels = None,
     data_dir: DataDir = None,
@@ -85,10 +89,52 @@ def predict(
             continue
         seen = answer.pop("image28")
         if show is not None:
-            answer["show"] = str(_save_png(seen, show / f"{path.stem}.28x28.png"))
+            seen_as = "digits" if number else "28x28"  # a number's digits are a strip, 28 high
+            answer["show"] = str(_save_png(seen, show / f"{path.stem}.{seen_as}.png"))
             if answer.get("box"):
                 answer["show_box"] = str(_save_box(path, answer["box"], show / f"{path.stem}.box.png"))
         typer.echo(json.dumps({"file": str(path), **answer}) if json_lines else f"{path}: {_describe(answer)}")
+    if failed:
+        raise typer.Exit(2)
+
+
+def read(
+    images: Annotated[list[Path], typer.Argument(help="Image files: a page, a form, a meter, a photo of a sheet.")],
+    model: Annotated[
+        Path | None, typer.Option(help="Run folder, .keras or .onnx (default: the shipped model).")
+    ] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
+    show: Annotated[
+        Path | None, typer.Option(help="Write here, as PNG, each image with the numbers read boxed (NAME.box.png).")
+    ] = None,
+) -> None:
+    """Read every number in each image, in reading order (lines top to bottom, left to right)."""
+    from digitlab.io.load import load
+    from digitlab.read.number import read_numbers
+
+    reader = load(model)
+    failed = 0
+    for path in images:
+        try:
+            found = read_numbers(reader, path)
+        except DigitlabError as e:
+            failed += 1
+            typer.echo(
+                json.dumps({"file": str(path), "error": str(e)}) if json_lines else f"error: {e}", err=not json_lines
+            )
+            continue
+        for number in found["numbers"]:
+            number.pop("image28")
+        if show is not None and found["numbers"]:
+            boxes = [n["box"] for n in found["numbers"]]
+            found["show_box"] = str(_save_box(path, boxes, show / f"{path.stem}.box.png"))
+        if json_lines:
+            typer.echo(json.dumps({"file": str(path), **found}))
+            continue
+        typer.echo(f"{path}: {len(found['numbers'])} numbers" if found["numbers"] else f"{path}: {found['reason']}")
+        for n in found["numbers"]:
+            text = n["number"] if n["number"] is not None else f"declined ({n['reason']})"
+            typer.echo(f"  {text}  ({n['confidence']:.1%}; box top {n['box'][0]}, left {n['box'][1]})")
     if failed:
         raise typer.Exit(2)
 
@@ -142,8 +188,8 @@ def _save_png(image, path: Path) -> Path:
 SHOW_SIDE = 1200  # the boxed picture's longer side at most: enough to see where, small to open
 
 
-def _save_box(source: Path, box: list[int], path: Path) -> Path:
-    """The image as sent (upright), the box of what was read drawn on it in red."""
+def _save_box(source: Path, box: list[int] | list[list[int]], path: Path) -> Path:
+    """The image as sent (upright), the box (or boxes) of what was read drawn on it in red."""
     from PIL import Image, ImageDraw, ImageOps
 
     from digitlab.files import write_atomic
@@ -153,13 +199,21 @@ def _save_box(source: Path, box: list[int], path: Path) -> Path:
     scale = min(1.0, SHOW_SIDE / max(image.size))
     if scale < 1:
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-    top, left, bottom, right = (round(v * scale) for v in box)
     pen = max(2, round(max(image.size) / 200))
-    ImageDraw.Draw(image).rectangle((left - pen, top - pen, right + pen - 1, bottom + pen - 1), outline=RED, width=pen)
+    for each in box if isinstance(box[0], list) else [box]:
+        top, left, bottom, right = (round(v * scale) for v in each)
+        ImageDraw.Draw(image).rectangle(
+            (left - pen, top - pen, right + pen - 1, bottom + pen - 1), outline=RED, width=pen
+        )
     return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 RED = (230, 30, 30)
+
+
+# What the suite's conditions are made with (MNIST-C's corruptions, typed digits, non-digits) and
+# scored with (AUROC): the [train] extra brings them.
+SUITE_NEEDS = ("skimage", "matplotlib", "fontTools", "sklearn")
 
 
 def robustness(
@@ -195,11 +249,13 @@ def robustness(
         )
     if out.exists() and not out.is_dir():
         raise DigitlabError(f"--out {out} is a file; give a folder for the tables and picture")
+    require("robustness", *SUITE_NEEDS)  # before MNIST is looked for, or downloaded
     loaded = load(model, data_dir=data_dir)
     # A run's validation split is its own (--val-size, --split-seed): another would hold training digits.
     # A model file, or a folder with no run record, gets the default split.
     used = Run.open(model).record.data if model is not None and Run.is_run(model) else None
     data = load_mnist(data_dir, **({"val_size": used.val_size, "split_seed": used.split_seed} if used else {}))
     images, labels = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
-    (result,) = suite.measure([loaded], images, labels, split, n, reader, corruption_n)
+    with status(f"measuring {loaded.path.name} on the robustness suite ({n:,} images a condition)"):
+        (result,) = suite.measure([loaded], images, labels, split, n, reader, corruption_n)
     typer.echo(suite.write(result, out).read_text())

@@ -18,13 +18,15 @@ from digitlab.errors import DigitlabError
 from digitlab.evaluation.metrics import CLASSES, score
 from digitlab.files import write_atomic, write_json, write_text
 from digitlab.io import calibration, foreign
-from digitlab.io.native import KerasModel, Model
+from digitlab.io.native import KerasModel, Model, OnnxModel
 from digitlab.training.outliers import validation_set
 from digitlab.training.record import DataUsed
 from digitlab.training.runs import Run, new_run_dir
 
 VAL_NEGATIVES = 500  # validation non-digits, from the training sources with a seed of their own
-ROBUSTNESS_N = 100  # images per condition in every run's report (~20 s here); `digitlab robustness` does more
+# Images per condition in every run's report: a sample that costs seconds, so that a quick model's
+# command is not mostly its report; `digitlab robustness` measures the full suite, with intervals.
+ROBUSTNESS_N = 30
 
 
 def reader(run: Run, model=None) -> Model:
@@ -33,9 +35,9 @@ def reader(run: Run, model=None) -> Model:
     if model is None:
         if not run.model.is_file():
             raise DigitlabError(f"{run.path} has no model.keras; is it a finished run? `digitlab runs` lists them")
-        from digitlab.nn.models import load  # after the checks: a typo should not wait for TensorFlow
+        from digitlab.io.native import load_own_keras  # after the checks: a typo should not wait for TensorFlow
 
-        model = load(run.model)
+        model = load_own_keras(run.model)
     if hasattr(model, "probabilities"):
         return model
     return KerasModel(run.model, model, info={"name": run.record.name, **calibration.UNCALIBRATED})
@@ -83,7 +85,8 @@ def test(run: Run, data: MNIST, model: Model, serving: dict) -> dict:
     metrics["params"] = record.params
     _write_tables(run, metrics)
     # The robustness suite, on a sample of the test split.
-    (suite,) = robustness.measure([reader], data.x_test, data.y_test, n=ROBUSTNESS_N if _full(data) else 20)
+    n = ROBUSTNESS_N if _full(data) else 20
+    (suite,) = robustness.measure([reader], data.x_test, data.y_test, n=n, wild=False)
     robustness.write(suite, run.path)
     metrics["robustness"] = suite.summary()
     write_report(run, metrics, data, probs, robustness.markdown(suite))
@@ -127,41 +130,49 @@ class _Served:
 def evaluate_file(
     path: str | Path, out: str | Path | None = None, pixels: str | None = None, data_dir: str | Path | None = None
 ) -> Path:
-    """A model trained elsewhere (.keras, .h5, SavedModel, .onnx) gets a run folder like any of
-    digitlab's: calibration fitted on validation, test figures, report. The calibration is also
-    written beside the file, so `digitlab predict --model FILE` declines as it should."""
+    """A model file gets a run folder like any of digitlab's: calibration fitted on digits it did
+    not see, test figures, report. One trained elsewhere (.keras, .h5, SavedModel, .onnx) is
+    adapted first, and its calibration also written beside the file, so `digitlab predict --model
+    FILE` declines as it should; an .onnx digitlab exported (the shipped model) carries its own."""
     path = Path(path)
     fmt = foreign.kind(path)
-    if fmt is None:
+    own = fmt is None and path.suffix == ".onnx" and path.is_file()
+    if fmt is None and not own:
         raise DigitlabError(
             f"{path} is neither a run folder nor a model file digitlab reads (.keras, .h5, .onnx, SavedModel folder)"
         )
     out = Path(out) if out else new_run_dir(f"{path.stem or path.name}-evaluated")
     if Run.is_run(out):
         raise DigitlabError(f"{out} already holds a run; choose another --out")
+    if own and pixels is not None:
+        raise DigitlabError(f"--pixels is for models trained elsewhere; {path} is digitlab's own")
     t0 = time.perf_counter()
     data = load_mnist(data_dir)
     load_s = round(time.perf_counter() - t0, 2)
-    load = foreign.load_onnx if fmt == "onnx" else foreign.load_keras
-    model, found = load(path, data.x_val, data.y_val, pixels)
+    if own:
+        model, found = OnnxModel(path), None
+    else:
+        load = foreign.load_onnx if fmt == "onnx" else foreign.load_keras
+        model, found = load(path, data.x_val, data.y_val, pixels)
     command = f"digitlab evaluate {path} --out {out}" + (f" --pixels {pixels}" if pixels else "")
     run = Run.create(
         out,
-        kind="foreign",
+        kind="export" if own else "foreign",
         source=str(path),
         adapted=found,
         command=command,
         data=DataUsed.of(data),
         timings={"load_s": load_s},
     )
-    if fmt not in ("onnx", "savedmodel"):  # a SavedModel inside Keras does not reload safely: keep its path
+    if fmt not in (None, "onnx", "savedmodel"):  # a SavedModel inside Keras does not reload safely: keep its path
         write_atomic(run.model, model.save)
     try:
         evaluate(run, data=data, model=model)
     except BaseException as e:
         run.fail(e)
         raise
-    write_json(foreign.serving_file(path), {**run.read_serving(), "foreign": found})
+    if not own:
+        write_json(foreign.serving_file(path), {**run.read_serving(), "foreign": found})
     run.complete()
     return run.path
 

@@ -58,6 +58,12 @@ def provenance(run: Run, test_size: int) -> str:
             f"the test split. Calibrated on {used.val:,} validation images, tested on {test_size:,} test images. "
             + (describe(Path(r.source), r.adapted) if r.adapted else "")
         )
+    if r.kind == "export":  # an .onnx digitlab exported: what it was trained on is in its metadata
+        return (
+            f"Model file **{r.source}**{params}, exported by digitlab from a run of its own. Calibrated on "
+            f"{used.val:,} validation images, tested on {test_size:,} test images; its training command is in "
+            "its metadata (`digitlab serve --model FILE` shows it at /v1/model)."
+        )
     seen = f"{used.train:,}" if used else "an unrecorded number of"
     chosen = f"{used.val:,}" if used else "an unrecorded number of"
     what = f"an ensemble of {len(r.members)} runs" if r.kind == "ensemble" else f"**{r.model_name}**"

@@ -128,42 +128,76 @@ def _row(name: str, runs: list[Run], flops: int, speed: float) -> dict:
     }
 
 
+COLUMNS = [
+    "#",
+    "model",
+    "test accuracy (mean ± std)",
+    "test errors",
+    "val accuracy",
+    "parameters",
+    "MFLOP/image",
+    "train s",
+    "images/s",
+]
+
+
+def cells(rank: int, r: dict) -> list[str]:
+    """One leaderboard row as text, the same in the Markdown, the HTML and the terminal's table.
+    Test errors are a count: over several seeds their mean, rounded to a whole image."""
+    return [
+        str(rank),
+        r["model"],
+        f"{r['test_mean']:.2%} ± {r['test_std']:.2%} (n={r['n']})",
+        f"{round(r['errors']):,}",
+        f"{r['val_mean']:.2%}",
+        f"{r['params']:,}",
+        f"{r['flops'] / 1e6:.2f}",
+        f"{r['train_s']:.0f}",
+        f"{r['images_per_s']:,.0f}",
+    ]
+
+
+def table(rows: list[dict], caption: str | None = None):
+    """The leaderboard as a Rich table, for the terminal: figures right-aligned, names unbroken."""
+    from rich.table import Table
+
+    board = Table(title="Leaderboard", caption=caption, caption_justify="left")
+    for name in COLUMNS:
+        board.add_column(name, justify="left" if name == "model" else "right", no_wrap=name == "model")
+    for i, r in enumerate(rows, 1):
+        board.add_row(*cells(i, r))
+    return board
+
+
+def describe(rows: list[dict], seeds: int, overrides: dict) -> str:
+    """How the leaderboard's runs were made: seeds, split and settings."""
+    settings = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "each model's own recipe"
+    used = rows[0]["data"]
+    split = f"{used.train:,} training / {used.val:,} validation images" if used else "the same split"
+    which = "seed 0" if seeds == 1 else f"seeds 0-{seeds - 1}"
+    return (
+        f"Each model trained with {which} on the same {split} ({settings}); "
+        "test accuracy read once per run at its end. Train time is per run; images/s is Keras "
+        "predict on this machine."
+    )
+
+
 def write_leaderboard(rows: list[dict], out: Path, seeds: int, overrides: dict) -> None:
     """leaderboard.png, .md (the chart in it), .csv and .html in `out`."""
     from digitlab.evaluation.html import write_html
     from digitlab.evaluation.plots import BLUE, SMALL, figure, save, style
 
-    columns = [
-        "#",
-        "model",
-        "test accuracy (mean ± std)",
-        "test errors",
-        "val accuracy",
-        "parameters",
-        "MFLOP/image",
-        "train s",
-        "images/s",
-    ]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     csv = ["rank,model,runs,test_mean,test_std,test_errors,val_mean,params,flops,train_s,images_per_s"]
     for i, r in enumerate(rows, 1):
-        lines.append(
-            f"| {i} | `{r['model']}` | {r['test_mean']:.2%} ± {r['test_std']:.2%} (n={r['n']}) | "
-            f"{r['errors']:.1f} | {r['val_mean']:.2%} | {r['params']:,} | {r['flops'] / 1e6:.2f} | "
-            f"{r['train_s']:.0f} | {r['images_per_s']:,.0f} |"
-        )
+        row = cells(i, r)
+        row[1] = f"`{row[1]}`"
+        lines.append("| " + " | ".join(row) + " |")
         csv.append(
-            f"{i},{r['model']},{r['n']},{r['test_mean']:.6f},{r['test_std']:.6f},{r['errors']:.1f},"
+            f"{i},{r['model']},{r['n']},{r['test_mean']:.6f},{r['test_std']:.6f},{r['errors']:g},"
             f"{r['val_mean']:.6f},{r['params']},{r['flops']},{r['train_s']:.1f},{r['images_per_s']:.0f}"
         )
-    settings = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "each model's own recipe"
-    used = rows[0]["data"]
-    split = f"{used.train:,} training / {used.val:,} validation images" if used else "the same split"
-    intro = (
-        f"Each model trained with seeds 0-{seeds - 1} on the same {split} ({settings}); "
-        "test accuracy read once per run at its end. Train time is per run; images/s is Keras "
-        "predict on this machine."
-    )
+    intro = describe(rows, seeds, overrides)
     fig = figure(9, 0.5 * len(rows) + 1.5)
     ax = fig.subplots()
     names = [r["model"] for r in rows][::-1]

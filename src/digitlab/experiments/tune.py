@@ -5,13 +5,17 @@ Many workers: digitlab tune cnn --storage postgresql://... --study cnn-v1   (on 
 
 Every trial is a real training run (a run folder under runs/tune/STUDY/) scored on the
 validation split only. TPE proposes; a median pruner stops trials whose per-epoch validation
-accuracy trails the others. A worker killed mid-trial stops sending heartbeats, and the next
-worker to start a trial marks that trial failed; it never blocks the study.
+accuracy trails the others. A worker killed mid-trial stops sending heartbeats; once it has been
+silent for the grace period, the next worker to end an epoch or start a trial marks its trial
+failed and queues it again, once (retry_once); it never blocks the study.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import os
+import platform
 import re
 import sys
 import time
@@ -43,6 +47,28 @@ def redact(url: str) -> str:
     return re.sub(r"://([^:/@\s]*):[^@]*@", r"://\1:***@", url)
 
 
+def retry_once(study, trial) -> None:
+    """The storage's call for a trial whose worker stopped sending heartbeats (killed, a power
+    cut), once fail_stale_trials() has marked it failed: the same settings are queued again, once
+    (a trial that kills its worker every time must not take the study with it)."""
+    import optuna
+
+    retries = len(trial.system_attrs.get("retry_history", []))
+    # Optuna 4.9 renamed the callback (the old name warns since); either queues the trial again.
+    retry = (
+        getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    )
+    retry(max_retry=1)(study, trial)
+    again = "queued again once" if retries == 0 else "not queued again: it was a retry already"
+    print(f"trial {trial.number} failed: its worker stopped (no heartbeat); {again}", file=sys.stderr)
+
+
+def _stale_callback(optuna) -> str:
+    """The storage's argument for retry_once: Optuna 4.9 renamed it (the old name warns since)."""
+    known = inspect.signature(optuna.storages.RDBStorage).parameters
+    return "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in known else "failed_trial_callback"
+
+
 def open_study(name: str, storage_url: str, heartbeat: int = 10, create: bool = True):
     import optuna
     import sqlalchemy.exc
@@ -57,6 +83,7 @@ def open_study(name: str, storage_url: str, heartbeat: int = 10, create: bool = 
                         heartbeat_interval=heartbeat,
                         grace_period=2 * heartbeat,
                         engine_kwargs={"pool_pre_ping": True},
+                        **{_stale_callback(optuna): retry_once},
                     )
                 break
             except sqlalchemy.exc.SQLAlchemyError as e:
@@ -136,7 +163,9 @@ def tune(
     ended: list = []  # the end state of each of this worker's trials
 
     class Pruning(keras.callbacks.Callback):
-        """Reports each epoch's validation accuracy; stops the fit when the pruner says so."""
+        """Reports each epoch's validation accuracy; stops the fit when the pruner says so. Also
+        fails (and queues again) the trials of workers that stopped sending heartbeats: Optuna
+        looks only when a trial starts, which a long trial of every worker would put off."""
 
         def __init__(self, trial):
             super().__init__()
@@ -144,6 +173,9 @@ def tune(
 
         def on_epoch_end(self, epoch, logs=None):
             self.trial.report(float(logs["val_accuracy"]), step=epoch)
+            with warnings.catch_warnings():  # "experimental" since Optuna 2.9; optimize() calls it too
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             if self.trial.should_prune():
                 self.pruned, self.model.stop_training = True, True
 
@@ -157,6 +189,7 @@ def tune(
             model_params=SPACES[model](trial),
         )
         trial.set_user_attr("config", dataclasses.asdict(config))
+        trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")  # which process ran it
         pruning = Pruning(trial)
         try:
             run = train(

@@ -23,6 +23,10 @@ from scipy import ndimage
 from digitlab.errors import DigitlabError
 from digitlab.image import scene
 
+# Only the formats people send digits in, enforced by the decoder itself: Pillow opens 40-odd
+# more (EPS runs Ghostscript, others are rarely fuzzed), and a polyglot file whose header passes
+# one check could otherwise be decoded by another parser.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 MAX_PIXELS = 40_000_000  # larger images are refused: decompression bombs, not digits
 WORK_SIZE = 512  # big photos are reduced to this longer side first: plenty for a 20 px digit
 BOX = 20  # MNIST's longer side of the ink box
@@ -31,10 +35,6 @@ STROKE = 2.2  # MNIST's typical stroke width at the 20 px scale, in pixels
 SPECK = 0.05  # components below this share of the largest are noise, not ink
 MIN_CONTRAST = 0.15  # ink must differ from paper by this much (of the 0-1 range)
 MAX_MARKS = 8  # a digit is one to three strokes; more separate marks of similar size is noise
-# In a written number, a mark under this share of the tallest digit's height is a piece of a
-# digit whose stroke broke (a 5's flag, a 7's bar), not a digit of its own: MNIST's digits are
-# all of one height, and whole digits in written numbers stood at 0.5 of it and more.
-FRAGMENT = 0.48
 SPAN = 0.7  # a digit on a sheet spans at most this share of it; ink that spans more is printed lines
 
 
@@ -54,16 +54,16 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
 
     Transparent images (canvas exports) take their ink from the alpha channel when the colour
     alone carries none; phone photos are turned upright by their EXIF orientation."""
-    return _read(source)[0]
+    return decode(source)[0]
 
 
-def _read(source: str | Path | bytes | np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    """read_image's array, and the upright image's (height, width) before any reduction."""
+def decode(source: str | Path | bytes | np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image as greyscale (read_image), and the upright image's (height, width) before any reduction."""
     if isinstance(source, np.ndarray):  # already greyscale
         return source, source.shape
     name = "image" if isinstance(source, bytes) else str(source)
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=FORMATS)
         if image.width * image.height == 0:
             raise DigitlabError(f"{name} is empty (0 pixels)")
         # Checked from the header, before any pixel is decoded; PIL's own limit (a process-wide
@@ -80,9 +80,7 @@ def _read(source: str | Path | bytes | np.ndarray) -> tuple[np.ndarray, tuple[in
     except FileNotFoundError:
         raise DigitlabError(f"{name}: no such file") from None
     except UnidentifiedImageError:  # its message names a Python object, not the problem
-        raise DigitlabError(
-            f"{name} is not a readable image: not PNG, JPEG, BMP, GIF, WebP, TIFF or another known format"
-        ) from None
+        raise DigitlabError(f"{name} is not a readable image: send PNG, JPEG, BMP, GIF, WebP or TIFF") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DigitlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -114,10 +112,10 @@ def _reduce(image: Image.Image) -> Image.Image:
     return image.reduce(factor)
 
 
-def _shrink(grey: np.ndarray) -> np.ndarray:
-    if max(grey.shape) <= WORK_SIZE:
+def _shrink(grey: np.ndarray, work: int = WORK_SIZE) -> np.ndarray:
+    if max(grey.shape) <= work:
         return grey
-    scale = WORK_SIZE / max(grey.shape)
+    scale = work / max(grey.shape)
     size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
     return np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX))
 
@@ -141,11 +139,12 @@ def otsu(values: np.ndarray, bins: int = 256) -> float:
     return float(centres[best].mean())
 
 
-def ink_image(grey: np.ndarray) -> tuple[np.ndarray, bool]:
-    """White ink on black with the paper flattened to 0. Returns (ink, inverted)."""
+def ink_image(grey: np.ndarray, work: int = WORK_SIZE) -> tuple[np.ndarray, bool]:
+    """White ink on black with the paper flattened to 0, at most `work` px on its longer side.
+    Returns (ink, inverted)."""
     import cv2  # the same opening and mean as scipy.ndimage's (reflected borders), 10x faster
 
-    grey = _shrink(grey)
+    grey = _shrink(grey, work)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     inverted = bool(np.median(border) > 0.5)  # light paper: MNIST wants light ink on dark
     ink = 1.0 - grey if inverted else grey
@@ -225,7 +224,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def prepare(source: str | Path | bytes | np.ndarray) -> Prepared:
     """One digit from a file, bytes or a greyscale array in [0, 1]."""
-    grey, place = scene.frame(*_read(source))  # only the sheet, where a desk shows round it
+    grey, place = scene.frame(*decode(source))  # only the sheet, where a desk shows round it
     ink, inverted = ink_image(grey)
     mask, marks = ink_mask(ink, place.sheet)
     if mask is None:
@@ -237,75 +236,6 @@ def prepare(source: str | Path | bytes | np.ndarray) -> Prepared:
             reason=f"{marks} scattered marks: noise or texture, not one digit",
         )
     return Prepared(to_mnist(ink, mask), inverted, source_box=place.source_box(mask, ink.shape))
-
-
-def segment(source: str | Path | bytes | np.ndarray, max_digits: int = 32) -> list[Prepared]:
-    """A written number: one Prepared per digit, left to right.
-
-    Ink components whose column spans overlap belong to one digit (the bar of a 5, the dot
-    of a sloppy 9), and so does a mark much shorter than the digits (a broken stroke's piece).
-    One component much wider than tall is two or more touching digits: declined."""
-    grey, place = scene.frame(*_read(source))  # only the sheet, where a desk shows round it
-    ink, inverted = ink_image(grey)
-    mask, _ = ink_mask(ink, place.sheet)
-    if mask is None:
-        return [Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason="no ink: the image is blank")]
-    labels, _ = ndimage.label(mask)
-    boxes = sorted(ndimage.find_objects(labels), key=lambda b: b[1].start)
-    groups: list[list[tuple[slice, slice]]] = []
-    for box in boxes:
-        if groups:
-            last = groups[-1]
-            start, stop = min(b[1].start for b in last), max(b[1].stop for b in last)
-            overlap = min(stop, box[1].stop) - max(start, box[1].start)
-            if overlap > 0.5 * min(stop - start, box[1].stop - box[1].start):
-                last.append(box)
-                continue
-        groups.append([box])
-    groups = _merge_fragments(groups)
-    if len(groups) > max_digits:
-        raise DigitlabError(f"found {len(groups)} separate marks; --number reads at most {max_digits} digits")
-    height = max(b[0].stop - b[0].start for g in groups for b in g)
-    digits = []
-    for group in groups:
-        rows = slice(min(b[0].start for b in group), max(b[0].stop for b in group))
-        cols = slice(min(b[1].start for b in group), max(b[1].stop for b in group))
-        box = (rows.start, cols.start, rows.stop, cols.stop)
-        sub = np.zeros_like(mask)
-        for b in group:
-            sub[b] |= mask[b]
-        wide = max(b[1].stop - b[1].start for b in group) > 1.1 * height  # one mark that wide: touching digits
-        image = np.zeros((SIZE, SIZE), np.float32) if wide else to_mnist(ink * sub, sub)
-        reason = "digits touch: write them apart" if wide else None
-        digits.append(Prepared(image, inverted, reason, [box], place.source_box(box, ink.shape)))
-    return digits
-
-
-def _merge_fragments(groups: list[list[tuple[slice, slice]]]) -> list[list[tuple[slice, slice]]]:
-    """Each group much shorter than the tallest (FRAGMENT) joins its nearer neighbour: the
-    one whose columns come closest to its own."""
-
-    def rows(group):
-        return min(b[0].start for b in group), max(b[0].stop for b in group)
-
-    def cols(group):
-        return min(b[1].start for b in group), max(b[1].stop for b in group)
-
-    while len(groups) > 1:
-        heights = [rows(g)[1] - rows(g)[0] for g in groups]
-        short = [i for i, h in enumerate(heights) if h < FRAGMENT * max(heights)]
-        if not short:
-            break
-        i = min(short, key=lambda k: heights[k])  # the smallest piece first
-        gaps = {
-            j: max(cols(groups[j])[0] - cols(groups[i])[1], cols(groups[i])[0] - cols(groups[j])[1])
-            for j in (i - 1, i + 1)
-            if 0 <= j < len(groups)
-        }
-        j = min(gaps, key=gaps.get)
-        groups[j] = groups[j] + groups[i]
-        del groups[i]
-    return groups
 
 
 def naive(source: str | Path | bytes) -> np.ndarray:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from digitlab.errors import DigitlabError
-from digitlab.files import write_atomic
-from digitlab.io.native import META_PREFIX, model_file, model_info
+from digitlab.files import remove_stale, temp_folder, write_atomic
+from digitlab.io.native import META_PREFIX, load_own_keras, model_file, model_info
 
 FORMATS = ("onnx", "savedmodel")
 INPUT_NAME = "image"  # (N, 28, 28, 1) float32 in [0, 1]; output: (N, 10) probabilities
@@ -81,9 +80,9 @@ def export(
         out = out.with_name(out.name if out.suffix == "" else out.stem)
     if out.resolve() == keras_path.resolve():
         raise DigitlabError(f"exporting {source} would overwrite it; choose another --out")
+    remove_stale(out.parent)  # what an export killed mid-write left there
 
     from digitlab.nn.backend import tf
-    from digitlab.nn.models import load
 
     if fmt_found:
         model, found = foreign.load_keras(source, pixels=pixels, data_dir=data_dir)
@@ -94,7 +93,7 @@ def export(
     elif pixels is not None:
         raise DigitlabError(f"--pixels is for models trained elsewhere; {source} is digitlab's own")
     else:
-        model, info = load(keras_path), model_info(keras_path)
+        model, info = load_own_keras(keras_path), model_info(keras_path)
     signature = [tf.TensorSpec((None, 28, 28, 1), tf.float32, name=INPUT_NAME)]
     if check_images is None:
         check_images, on = digits_to_check(data_dir)
@@ -127,8 +126,7 @@ def _write_folder(out: Path, write) -> None:
     place, so an export that fails its check leaves `out` as it was."""
     if out.exists() and not (out / "saved_model.pb").is_file():
         raise DigitlabError(f"{out} exists and is not a SavedModel; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    scratch = temp_folder(out)
     try:
         write(scratch / out.name)
         if out.exists():

@@ -31,14 +31,12 @@ needed when `pixels` is given):
 from __future__ import annotations
 
 import functools
-import json
-import zipfile
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
-from digitlab.files import read_json
+from digitlab.files import UnreadableJSON, parse_json, read_json
 from digitlab.io import adapt, calibration, native
-from digitlab.io.native import ONNX_TYPES, AdaptedOnnxModel, KerasModel, check_output, onnx_session
+from digitlab.io.native import ONNX_TYPES, AdaptedOnnxModel, KerasModel, check_output, keras_config, onnx_session
 
 
 def kind(path: Path) -> str | None:
@@ -82,22 +80,22 @@ def serving_file(path: str | Path) -> Path:
 
 
 def _keras_config(path: Path) -> dict:
-    """The model's architecture as saved, read without Keras: to refuse a Lambda before loading."""
-    try:
-        if path.suffix == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        import h5py
+    """The model's architecture as saved, read without Keras (and within bounds: native.keras_config)
+    to refuse a Lambda before loading."""
+    if path.suffix == ".keras":
+        return keras_config(path)
+    import h5py
 
+    try:
         with h5py.File(path, "r") as f:
             config = f.attrs.get("model_config")
-    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        if config is None:
+            raise DigitlabError(f"{path} holds weights only, no model; save the whole model with model.save(...)")
+        return parse_json(config, f"{path}: model_config")
+    except (OSError, UnreadableJSON) as e:
         raise DigitlabError(
             f"cannot load Keras model {path}: {str(e).splitlines()[0]}; give a whole saved model"
         ) from None
-    if config is None:
-        raise DigitlabError(f"{path} holds weights only, no model; save the whole model with model.save(...)")
-    return json.loads(config.decode() if isinstance(config, bytes) else config)
 
 
 def _class_names(config) -> set[str]:
@@ -211,8 +209,20 @@ def serving_info(path: Path, found: dict) -> dict:
         f"{path} is uncalibrated: temperature 1 and no digit declined; "
         f"`digitlab evaluate {path}` fits both on digits it did not see"
     )
-    fitted = read_json(file) if file.is_file() else None
-    return {"name": path.stem or path.name, **calibration.served(fitted, note), "foreign": found}
+    return {"name": path.stem or path.name, **calibration.served(_fitted(file), note), "foreign": found}
+
+
+def _fitted(file: Path) -> dict | None:
+    """The calibration `digitlab evaluate` wrote beside a model file, if any."""
+    if not file.is_file():
+        return None
+    try:
+        fitted = read_json(file)
+    except UnreadableJSON as e:
+        raise DigitlabError(f"{e}; delete it and fit it again with `digitlab evaluate`") from None
+    if not isinstance(fitted, dict):
+        raise DigitlabError(f"{file} is not a calibration; delete it and fit it again with `digitlab evaluate`")
+    return fitted
 
 
 def load(path: str | Path, pixels: str | None = None, data_dir: str | Path | None = None):
@@ -220,7 +230,8 @@ def load(path: str | Path, pixels: str | None = None, data_dir: str | Path | Non
     path = Path(path)
     fitted = serving_file(path)
     if pixels is None and fitted.is_file():  # `digitlab evaluate` found the scale once: no need again
-        pixels = (read_json(fitted).get("foreign") or {}).get("pixels")
+        before = _fitted(fitted).get("foreign")
+        pixels = before.get("pixels") if isinstance(before, dict) and isinstance(before.get("pixels"), str) else None
     if kind(path) == "onnx":
         reader, found = load_onnx(path, pixels=pixels, data_dir=data_dir)
         reader.info = serving_info(path, found)

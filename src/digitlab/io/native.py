@@ -4,18 +4,26 @@
 Each model answers `probabilities(images)` for float32 (N, 28, 28, 1) images in [0, 1], and
 carries `info`: its serving calibration (calibration.py; serving.json, or ONNX metadata) and
 what else is known of it. Models trained elsewhere are adapted by foreign.py into these classes.
+
+Model files are untrusted: their JSON is read within bounds (files.parse_json), a .keras file is
+checked to be one before Keras opens it, and an ONNX graph runs under a memory cap and a deadline.
 """
 
 from __future__ import annotations
 
-import json
+import re
 import threading
+import time
+import zipfile
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from digitlab.errors import DigitlabError
+from digitlab.files import JSON_CHARS, UnreadableJSON, parse_json
 from digitlab.io import calibration
 
 DEFAULT_MODEL = Path(__file__).parents[1] / "assets" / "default.onnx"
@@ -23,6 +31,17 @@ META_PREFIX = "digitlab."  # ONNX metadata keys: digitlab.temperature, digitlab.
 
 KERAS_BATCH = 512  # Keras' per-call overhead favours large batches
 ONNX_BATCH = 64  # ONNX Runtime is fastest while a chunk's activations fit in cache (measured: 64 > 512 > 2000)
+# A hostile ONNX graph may loop for ever or ask for terabytes at run time. Every run has a
+# deadline, after which a watchdog sets RunOptions.terminate (ONNX Runtime checks it between
+# nodes, inside a Loop's body too); every session allocates from one arena capped at ONNX_MEMORY,
+# so a graph asking more fails at once instead of swapping or being killed. The shipped model
+# reads a 64-image chunk in 20-40 ms on 2 cores (AMD EPYC, busy or not): its 14.8 s deadline
+# leaves room for a model ten times heavier on a machine ten times slower and busier; a digit
+# model's weights and activations take megabytes, the cap room for large foreign ones.
+RUN_DEADLINE_S = 2.0  # per run, plus:
+RUN_DEADLINE_PER_IMAGE_S = 0.2
+ONNX_MEMORY = 2 * 2**30
+METADATA_CHARS = 2**20  # one ONNX metadata value: digitlab's are calibration, metrics, a command: < 10 KB
 
 
 def model_file(path: str | Path) -> Path:
@@ -40,14 +59,46 @@ class Model(Protocol):
     def probabilities(self, images: np.ndarray) -> np.ndarray: ...
 
 
+def keras_config(path: Path) -> dict:
+    """The architecture in a .keras file (a zip archive), read without Keras and within bounds:
+    a file that is no Keras model (a pickle renamed, a truncated copy) or whose config is hostile
+    is refused in one line, before Keras (whose own message would be "File not found") opens it."""
+    fix = "give a model saved by Keras (model.save('model.keras')), or train the run again"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = archive.getinfo("config.json")
+            if config.file_size > JSON_CHARS:  # before reading: a zip bomb stays compressed
+                raise UnreadableJSON(f"its config.json holds {config.file_size:,} bytes")
+            found = parse_json(archive.read(config), "its config.json")
+        if not isinstance(found, dict):
+            raise UnreadableJSON("its config.json is not a JSON object")
+    except KeyError:
+        reason = "it has no config.json"
+    except UnreadableJSON as e:
+        reason = str(e)
+    except OSError as e:
+        reason = e.strerror or str(e)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError):
+        reason = "a .keras file is a zip archive; this is not one, or a damaged one"
+    else:
+        return found
+    raise DigitlabError(f"cannot load Keras model {path}: not a Keras model file ({reason}); {fix}")
+
+
+def load_own_keras(path: Path):
+    """A .keras file digitlab wrote (a run's), checked by keras_config() before Keras loads it."""
+    from digitlab.nn.models import load
+
+    keras_config(path)
+    return load(path)
+
+
 class KerasModel:
     def __init__(self, path: Path, model=None, info: dict | None = None):
         """`model`: the Keras model at `path` when the caller has loaded it already; `info`: its
         calibration and card when it is not a run folder's (a foreign model's)."""
-        from digitlab.nn.models import load
-
         self.path = path
-        self.model = model if model is not None else load(path)
+        self.model = model if model is not None else load_own_keras(path)
         check_output(path, [tuple(o.shape) for o in self.model.outputs])  # Keras adapts (28, 28) inputs itself
         self.info = info if info is not None else model_info(path)
         calibration.check(path, self.info)
@@ -67,10 +118,103 @@ def onnx_session(path: Path, threads: int = 0):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads  # 0: one per core
+    options.log_severity_level = 4  # a failure is our one-line error, not also ORT's log lines
+    if _capped_arena(ort):
+        options.add_session_config_entry("session.use_env_allocators", "1")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own untyped errors for unreadable models
-        raise DigitlabError(f"cannot load ONNX model {path}: {str(e).splitlines()[0]}") from None
+        raise DigitlabError(f"cannot load ONNX model {path}: {_reason(e)}") from None
+
+
+_arena = {"lock": threading.Lock(), "ready": None}
+
+
+def _capped_arena(ort) -> bool:
+    """One CPU arena for every session of this process, capped at ONNX_MEMORY (registered once)."""
+    with _arena["lock"]:
+        if _arena["ready"] is None:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            try:
+                ort.create_and_register_allocator(info, ort.OrtArenaCfg(ONNX_MEMORY, -1, -1, -1))
+                _arena["ready"] = True
+            except Exception:  # an embedding program registered its own: sessions keep their own arenas
+                _arena["ready"] = False
+        return _arena["ready"]
+
+
+class _Watchdog:
+    """One thread for every ONNX run in the process, asleep while none runs: it sets
+    RunOptions.terminate on a run past its deadline (a timer thread per run would cost more)."""
+
+    TICK_S = 0.1
+
+    def __init__(self):
+        self.awake, self.runs, self.thread = threading.Condition(), {}, None
+
+    @contextmanager
+    def watch(self, options, seconds: float):
+        with self.awake:
+            self.runs[id(options)] = (time.monotonic() + seconds, options)
+            if self.thread is None or not self.thread.is_alive():  # also after a fork, which keeps no threads
+                self.thread = threading.Thread(target=self._patrol, name="digitlab-onnx-deadline", daemon=True)
+                self.thread.start()
+            self.awake.notify()
+        try:
+            yield
+        finally:
+            with self.awake:
+                self.runs.pop(id(options), None)
+
+    def _patrol(self) -> None:
+        with self.awake:
+            while True:
+                self.awake.wait_for(lambda: self.runs)
+                self.awake.wait(self.TICK_S)
+                now = time.monotonic()
+                for deadline, options in self.runs.values():
+                    if now > deadline:
+                        options.terminate = True
+
+
+_watchdog = _Watchdog()
+
+
+def run_onnx(session, path: Path, feeds: dict) -> np.ndarray:
+    """The first output of one run of `session`, under its deadline and memory cap: a graph that
+    overruns either, or fails otherwise, is one DigitlabError."""
+    import onnxruntime as ort
+
+    images = len(next(iter(feeds.values())))
+    seconds = RUN_DEADLINE_S + RUN_DEADLINE_PER_IMAGE_S * images
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    with _watchdog.watch(options, seconds):
+        try:
+            return session.run(None, feeds, options)[0]
+        except Exception as e:  # ORT's own error types derive from Exception only
+            if options.terminate:
+                raise DigitlabError(
+                    f"{path} did not read {images} image(s) within {seconds:.1f} s, where a digit model needs "
+                    "milliseconds: stopped; it loops, or is far too heavy for digitlab to run"
+                ) from None
+            reason = _reason(e)
+            if "allocate" in reason or "memory" in reason.lower():
+                reason = (
+                    f"it asks for more memory than the {ONNX_MEMORY / 2**30:g} GiB digitlab allows a model ({reason})"
+                )
+            raise DigitlabError(f"{path} failed reading digits: {reason}; it is not a model digitlab can run") from None
+
+
+def _reason(error: Exception) -> str:
+    """ORT's message without its source file and function: "[ONNXRuntimeError] : 1 : FAIL : ...
+    Status Message: /onnxruntime_src/....cc:360 void* f(...) Available memory of ..."."""
+    text = " ".join(str(error).split())
+    node = re.search(r"running (\w+) node", text)
+    text = text.rpartition("Status Message: ")[2]
+    text = re.sub(r"^\S+\.(cc|h|cpp):\d+ .*?\)\s+", "", text)
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return (f"its {node.group(1)} node: " if node else "") + text[:200]
 
 
 class OnnxModel:
@@ -85,11 +229,9 @@ class OnnxModel:
         for key, value in self.session.get_modelmeta().custom_metadata_map.items():
             if key.startswith(META_PREFIX):
                 try:
-                    meta[key[len(META_PREFIX) :]] = json.loads(value)
-                except json.JSONDecodeError:
-                    raise DigitlabError(
-                        f"{path}: metadata {key} is not JSON ({value[:40]!r}); re-export the model"
-                    ) from None
+                    meta[key[len(META_PREFIX) :]] = parse_json(value, f"{path}: metadata {key[:40]}", METADATA_CHARS)
+                except UnreadableJSON as e:
+                    raise DigitlabError(f"{e}; re-export the model with `digitlab export`") from None
         note = f"{path} carries no calibration; export it from an evaluated run"
         self.info = {"name": path.stem, **calibration.served(meta, note)}
         calibration.check(path, self.info)
@@ -97,7 +239,9 @@ class OnnxModel:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=np.float32)
         step = ONNX_BATCH
-        chunks = [self.session.run(None, {self.input: images[i : i + step]})[0] for i in range(0, len(images), step)]
+        chunks = [
+            run_onnx(self.session, self.path, {self.input: images[i : i + step]}) for i in range(0, len(images), step)
+        ]
         return np.concatenate(chunks) if chunks else np.zeros((0, 10), np.float32)
 
 
@@ -126,7 +270,7 @@ class AdaptedOnnxModel:
             chunk = images[i : i + self.step]
             if self.fixed and len(chunk) < self.step:  # pad to its fixed batch, then drop the padding
                 chunk = np.concatenate([chunk, np.zeros((self.step - len(chunk), *self.layout), self.dtype)])
-            chunks.append(self.session.run(None, {self.input: chunk})[0][: len(images) - i])
+            chunks.append(run_onnx(self.session, self.path, {self.input: chunk})[: len(images) - i])
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 10), np.float32)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab.errors import DigitlabError
+from digitlab.errors import DigitlabError, suggest
 
 
 class _Keras:
@@ -68,7 +68,7 @@ def describe(name: str) -> str:
 
 def check_name(name: str) -> None:
     if name not in MODELS:
-        raise DigitlabError(f"unknown model '{name}'; choose one of: {', '.join(MODELS)}")
+        raise DigitlabError(f"unknown model '{name}'; {suggest(name, list(MODELS), 'digitlab models')}")
 
 
 def build(name: str, **params) -> keras.Model:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from digitlab.image.preprocess import prepare, segment
+from digitlab.image import segment
+from digitlab.image.preprocess import prepare
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
+from digitlab.read.number import read_numbers
 
 
 def read(model: Model, images: np.ndarray, top_k: int = 3, threshold: float | None = None) -> list[dict]:
@@ -35,6 +37,16 @@ def read(model: Model, images: np.ndarray, top_k: int = 3, threshold: float | No
     return answers
 
 
+def _several(source) -> str:
+    """A hint for a declined image that holds several digit-sized marks side by side."""
+    groups = [g for line in segment.find(source, page=False).lines for number in line for g in number]
+    tall = max((g.box[2] - g.box[0] for g in groups), default=0)
+    count = sum(g.box[2] - g.box[0] >= 0.6 * tall for g in groups)
+    if count < 2:
+        return ""
+    return f"; it looks like {count} digits side by side: read it as a number (--number, or number=true in the API)"
+
+
 def predict_image(model: Model, source, top_k: int = 3, number: bool = False) -> dict:
     """Read one image (path or bytes): a digit, or with `number` a left-to-right string."""
     if not number:
@@ -42,22 +54,12 @@ def predict_image(model: Model, source, top_k: int = 3, number: bool = False) ->
         answer = {"digit": None, "confidence": None, "probabilities": None, "reason": prepared.reason}
         if prepared.reason is None:
             answer = read(model, prepared.image, top_k)[0]
+        if answer["digit"] is None and prepared.reason != "no ink: the image is blank":
+            answer["reason"] += _several(source)
         # Where the digit is in the image as sent (top, left, bottom, right), to show the user.
         box = list(prepared.source_box) if prepared.source_box else None
         return answer | {"inverted": prepared.inverted, "box": box, "image28": prepared.image}
-    digits = segment(source)
-    found = [d for d in digits if d.reason is None]
-    threshold = model.info.get("number_threshold", model.info["threshold"])  # a digit by the user's word
-    answers = read(model, np.stack([d.image for d in found]), top_k, threshold) if found else []
-    per_digit = []
-    for d in digits:
-        per_digit.append(answers.pop(0) if d.reason is None else {"digit": None, "reason": d.reason})
-        per_digit[-1]["box"] = d.boxes[0] if d.boxes else None
-    reasons = [a["reason"] for a in per_digit if a["digit"] is None]
-    text = None if reasons else "".join(str(a["digit"]) for a in per_digit)
-    return {
-        "number": text,
-        "digits": per_digit,
-        "reason": reasons[0] if reasons else None,
-        "image28": np.concatenate([d.image for d in digits], axis=1),
-    }
+    found = read_numbers(model, source, page=False, top_k=top_k)
+    if not found["numbers"]:
+        return {"number": None, "digits": [], "reason": found["reason"], "image28": np.zeros((28, 28), np.float32)}
+    return found["numbers"][0] | {"inverted": found["inverted"]}

@@ -8,6 +8,7 @@ uses (SEED), so its figures measure generalisation, not memory.
   real input  synth.py's photos, canvas strokes, small scans and printed digits, encoded as files
               and read through predict's own preprocessing
   numbers     2-5 digits written side by side, read with --number: the whole string must match
+  in the wild desk photos, numbers at one height, touching numbers and pages (wild.py)
   not digits  negatives.evaluation()'s kinds through the same preprocessing: the share declined,
               and the AUROC of digits against them by calibrated confidence: the clean digits, and
               those with every real-input digit
@@ -23,6 +24,7 @@ import numpy as np
 
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
+from digitlab.robustness.wild import family, numbers
 
 SEED = 20_261_129  # far from training seeds (0, 1, 2, ...); the validation counterpart adds 1
 READERS = ("digitlab", "naive")  # digitlab's preprocessing, or the usual demo's resize to 28x28
@@ -37,7 +39,7 @@ class Result:
     n: int
     accuracy: float | None = None  # top digit right, whether declined or not (MNIST-C's figure)
     read: float | None = None  # accepted and right: what a user sees as a right answer
-    declined: float = 0.0  # declined by preprocessing or by the threshold
+    declined: float | None = 0.0  # declined by preprocessing or by the threshold (None: not measured)
     auroc: float | None = None  # not digits: clean and real-input digits against this kind, by confidence
     auroc_clean: float | None = None  # the same against the split's clean digits only
     example: np.ndarray | None = field(default=None, repr=False)  # one 28x28 the model saw
@@ -153,11 +155,13 @@ def measure(
     n: int = 500,
     reader: str = "digitlab",
     corruption_n: int | None = None,
+    wild: bool = True,
 ) -> list[Suite]:
     """Every condition on `n` images of the split (`corruption_n` for MNIST-C: the paper uses
     the whole test split), read by each model with its calibrated threshold: one Suite a model.
+    `wild`: with the desk photos, numbers and pages (wild.py).
     Each condition is made and prepared once for all of them (most of the suite's time)."""
-    from digitlab.data import corruptions, negatives, synth
+    from digitlab.data import corruptions, negatives, scenes, synth
 
     seed = suite_seed(split)
     images, labels = images.reshape(-1, 28, 28), np.asarray(labels)
@@ -186,6 +190,15 @@ def measure(
 
     for m, model in enumerate(models):
         rows[m].append(_numbers(model, images, labels, n, seed + 200, reader))
+
+    if wild:  # what users photograph: the generators' family of this split (wild.py)
+        files, desk_labels = scenes.render(images, labels, n, family=family(split))
+        each("in the wild", "desk photos", *prepare_files(files, reader), desk_labels, track=False)
+        for m, model in enumerate(models):
+            if reader == "naive":  # the demo has no segmentation: numbers are not measured
+                rows[m] += [Result("in the wild", c, 0) for c in ("one height", "touching", "pages")]
+            else:
+                rows[m] += [Result("in the wild", **row) for row in numbers(model, images, labels, split, n)]
 
     # Non-digits against each model's digits: the clean ones, and those with every real input.
     against = [(confidences[0], np.concatenate(confidences)) for confidences in digit_confidence]

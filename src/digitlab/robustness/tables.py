@@ -20,7 +20,7 @@ def wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
     near 98% is good to about 3 points, at 1,000 to about 1, so differences inside it are noise."""
     centre = (share + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))  # no "-0.0%" from rounding
 
 
 def markdown(suite: Suite) -> str:
@@ -74,15 +74,20 @@ def plot(suite: Suite, path: Path) -> None:
     from matplotlib.figure import Figure
 
     rows = [r for r in suite.rows if r.example is not None]
-    cols = 8
-    fig = Figure(figsize=(cols * 1.5, int(np.ceil(len(rows) / cols)) * 1.75))
+    cols, cell, caption = 8, 28, 16  # px: one picture of every example, the captions above each
+    lines = int(np.ceil(len(rows) / cols))
+    sheet = np.zeros((lines * (cell + caption), cols * (cell + 8)), np.float32)
+    fig = Figure(figsize=(cols * 1.5, lines * 1.75))
+    ax = fig.add_subplot(1, 1, 1)
+    colour = {"clean": "black", "MNIST-C": "tab:blue", "real input": "tab:green", "numbers": "tab:purple"}
     for i, r in enumerate(rows):
-        ax = fig.add_subplot(int(np.ceil(len(rows) / cols)), cols, i + 1)
-        ax.imshow(r.example, cmap="gray_r", vmin=0, vmax=1)
-        ax.axis("off")
+        top, left = (i // cols) * (cell + caption) + caption, (i % cols) * (cell + 8) + 4
+        sheet[top : top + cell, left : left + cell] = r.example
         figure = f"declined {r.declined:.0%}" if r.group == "not digits" else f"read {r.read:.1%}"
-        colour = {"clean": "black", "MNIST-C": "tab:blue", "real input": "tab:green", "numbers": "tab:purple"}
-        ax.set_title(f"{r.condition}\n{figure}", fontsize=8, color=colour.get(r.group, "tab:red"))
+        shade = {**colour, "in the wild": "tab:orange"}.get(r.group, "tab:red")
+        ax.text(left + cell / 2, top - 1, f"{r.condition}\n{figure}", ha="center", va="bottom", fontsize=8, color=shade)
+    ax.imshow(sheet, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
     fig.suptitle(f"Robustness of {suite.model} ({suite.split} split): an example of each condition")
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, bbox_inches="tight"))
 

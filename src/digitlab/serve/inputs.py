@@ -16,7 +16,7 @@ EXAMPLE = '{"image": "<base64>"} or {"pixels": [[...28 rows of 0-255...]]}'
 
 
 def decode_pixels(pixels) -> np.ndarray:
-    """A 28x28 (or HxW) list of 0-255 numbers -> float greyscale in [0, 1]."""
+    """A 28x28 (or HxW) list of 0-255 numbers -> float greyscale in [0, 1]; a 0-1 array is refused."""
     try:
         array = np.asarray(pixels, dtype=np.float64)
     except OverflowError:  # an integer beyond any float, such as 10**400
@@ -32,6 +32,14 @@ def decode_pixels(pixels) -> np.ndarray:
         raise Refused(422, "pixels must be finite numbers (no NaN or infinity)")
     if array.min() < 0 or array.max() > 255:
         raise Refused(422, f"pixels must lie in 0-255, got {array.min():g} to {array.max():g}")
+    # The usual `x / 255` array would read as near-black, a blank image: refused, not guessed at.
+    # All 0s and 1s stays 0-255, as nothing tells it apart from a faint image.
+    if array.max() <= 1 and not np.array_equal(array, np.round(array)):
+        raise Refused(
+            422,
+            "pixels here are 0-255, but these lie in 0-1 (an x/255 array): multiply them by 255, "
+            "or send them to /v2/models/digitlab/infer, which takes 0-1",
+        )
     return (array / 255).astype(np.float32)
 
 
@@ -124,8 +132,8 @@ REQUEST_BODY = body_schema(
         "image": {"type": "string", "description": "base64 image file (PNG, JPEG, ...) or data: URL"},
         "pixels": {
             "type": "array",
-            "description": "28x28 array of 0-255 (any polarity)",
-            "items": {"type": "array", "items": {"type": "number"}},
+            "description": "28x28 array of 0-255, not 0-1 (multiply an x/255 array by 255); any polarity",
+            "items": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 255}},
         },
     },
 )
@@ -135,6 +143,11 @@ BATCH_BODY = body_schema(
     {"files": {"type": "array", "items": BINARY}},
     {
         "images": {"type": "array", "maxItems": MAX_BATCH, "items": {}, "description": "base64 image files"},
-        "pixels": {"type": "array", "maxItems": MAX_BATCH, "items": {}, "description": "28x28 arrays of 0-255"},
+        "pixels": {
+            "type": "array",
+            "maxItems": MAX_BATCH,
+            "items": {},
+            "description": "28x28 arrays of 0-255, not 0-1",
+        },
     },
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 from contextlib import nullcontext
 from typing import Any
@@ -17,9 +18,8 @@ import anyio
 from PIL import Image, UnidentifiedImageError
 from prometheus_client import Gauge
 
-# Only the formats people send digits in. Pillow opens 40-odd more (EPS runs Ghostscript, others
-# are rarely fuzzed); each is a parser an upload could reach, so the rest are refused up front.
-FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+from digitlab.image.preprocess import FORMATS
+
 # Per image: decoded at up to 4 bytes a pixel, ~9 on the way to grey for a palette PNG with
 # transparency: ~150 MB, so two workers at once stay well under 500 MB. A 12 Mpx photo fits.
 MAX_IMAGE_PIXELS = 16_000_000
@@ -32,6 +32,11 @@ MAX_REQUEST_PIXELS = 64_000_000
 # does better retrying (elsewhere) than waiting behind a backlog that keeps growing.
 QUEUE_WAIT = 5.0
 RETRY_AFTER = 1  # seconds, in the 503's Retry-After: about how long a heavy request holds a worker
+# How long a request's body may take to arrive once its headers have: a 4 MB photo over a slow
+# 1 Mbit/s link takes ~35 s. A slower client (or one that stops sending) holds a connection and
+# its buffered body, and gets 408 instead.
+BODY_TIMEOUT = 60.0
+DIGITS = re.compile(rb"[0-9]{1,15}")  # a byte count in a header: ASCII digits only, as RFC 9110 says
 
 
 ERROR = {
@@ -58,39 +63,68 @@ class Refused(Exception):
         self.headers = headers
 
 
+def byte_count(value: bytes | str | None, name: str) -> int | None:
+    """A header that counts bytes (Content-Length, Inference-Header-Content-Length), read strictly:
+    ASCII digits only ("²" is a digit to `str.isdigit`, not to HTTP) and at most 15 of them, so no
+    value reaches `int` that it cannot take; anything else is a 400."""
+    if value is None:
+        return None
+    raw = value.encode("latin-1") if isinstance(value, str) else value  # headers arrive as latin-1
+    if not DIGITS.fullmatch(raw):
+        shown = raw[:20].decode("ascii", "backslashreplace")
+        raise Refused(400, f"{name} must be a byte count in ASCII digits, got '{shown}'")
+    return int(raw)
+
+
 class BodyLimit:
     """ASGI middleware: refuse bodies over `limit` bytes with 413, before they are read whole,
-    whether the client declares a Content-Length or streams chunks."""
+    whether the client declares a Content-Length or streams chunks; and bodies that take over
+    `timeout` seconds to arrive with 408, so a slow sender cannot hold a connection forever."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-        self.message = f"request body over the {limit:,}-byte limit; send a smaller image"
+    def __init__(self, app, limit: int, timeout: float = BODY_TIMEOUT):
+        self.app, self.limit, self.timeout = app, limit, timeout
+        self.message = (
+            f"request body over the {limit:,}-byte limit; send a smaller image, "
+            "or start the server with a larger `digitlab serve --max-upload BYTES`"
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
-        seen = 0
+        try:
+            declared = byte_count(dict(scope["headers"]).get(b"content-length"), "Content-Length")
+        except Refused as e:
+            return await self._refuse(send, e)
+        if declared is not None and declared > self.limit:
+            return await self._refuse(send, Refused(413, self.message))
+        seen, deadline, whole = 0, anyio.current_time() + self.timeout, False
 
         async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:  # the app may answer this itself (its Refused handler): say why
-                raise Refused(413, self.message)
-            return message
+            nonlocal seen, whole
+            if whole:  # after the body, the app only listens for a disconnect: no deadline
+                return await receive()
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                message = await receive()
+                seen += len(message.get("body", b""))
+                whole = not message.get("more_body", False)
+                if seen > self.limit:  # the app may answer this itself (its Refused handler): say why
+                    raise Refused(413, self.message)
+                return message
+            raise Refused(  # Connection: close, as the rest of the body may still be on its way
+                408, f"the request body did not arrive within {self.timeout:g} s", {"Connection": "close"}
+            )
 
         try:
             await self.app(scope, counted, send)
-        except Refused:
-            await self._refuse(send)
+        except Refused as e:
+            await self._refuse(send, e)
 
-    async def _refuse(self, send):
-        body = json.dumps({"error": self.message})
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body.encode()})
+    async def _refuse(self, send, refusal: Refused):
+        body = json.dumps({"error": str(refusal)}).encode()
+        headers = [(b"content-type", b"application/json")]
+        headers += [(k.lower().encode(), v.encode()) for k, v in (refusal.headers or {}).items()]
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def parse_json(raw: bytes, example: str) -> Any:

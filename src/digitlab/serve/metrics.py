@@ -1,6 +1,6 @@
 """Prometheus metrics for `digitlab serve`, at GET /metrics (prometheus_client's text format).
 
-    digitlab_requests_total{method, route, status}      requests answered
+    digitlab_requests_total{method, route, status}      requests answered; 499: the client left first
     digitlab_request_duration_seconds{method, route}    latency histogram, from first byte to last
     digitlab_requests_in_flight                         requests being answered now
     digitlab_predictions_total{digit}                   digits read by the v1 API

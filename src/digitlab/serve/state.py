@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from digitlab.io.load import load
 from digitlab.io.native import Model
 from digitlab.read.predict import read
-from digitlab.serve.limits import QUEUE_WAIT, Pool, Refused
+from digitlab.serve.limits import BODY_TIMEOUT, QUEUE_WAIT, Pool, Refused
 from digitlab.serve.metrics import Metrics
 
 MAX_UPLOAD = 4 * 1024 * 1024  # bytes per request; a phone photo fits, a flood does not
@@ -29,16 +29,22 @@ class Settings:
     model_path: str | Path | None = None
     max_upload: int = MAX_UPLOAD
     queue_wait: float = QUEUE_WAIT
+    body_timeout: float = BODY_TIMEOUT
     # A model `serve` has loaded already, to refuse a bad one in one line before uvicorn starts.
     model: Model | None = None
+
+
+def warm_up(model: Model) -> None:
+    """Read one blank image: the first call of a session or graph pays for its set-up, and a
+    graph that loops or asks for terabytes fails here, as one error, not on a user's request."""
+    read(model, np.zeros((1, 28, 28), np.float32))
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
     model = settings.model if settings.model is not None else load(settings.model_path)
-    # Warm up once: the first call of a session or graph pays for its set-up.
-    read(model, np.zeros((1, 28, 28), np.float32))
+    warm_up(model)
     metrics = Metrics()
     app.state.model, app.state.metrics = model, metrics
     app.state.pool = Pool(WORKERS, settings.queue_wait, metrics.waiting)

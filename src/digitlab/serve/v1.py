@@ -1,6 +1,7 @@
 """digitlab's own API: photos, scans and drawings in, digits out, prepared the way MNIST was.
 
-POST /v1/predict        one image: multipart upload, or JSON {"image": base64} / {"pixels": 28x28}
+POST /v1/predict        one image: multipart upload, or JSON {"image": base64} / {"pixels": 28x28 of 0-255}
+POST /v1/read           every number in one image, in reading order, with boxes
 POST /v1/predict/batch  several: multipart `files`, or JSON {"images": [...]} / {"pixels": [...]}
 GET  /v1/model          name, version, metrics, calibration, input spec
 """
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from digitlab.errors import DigitlabError
 from digitlab.io.native import Model
+from digitlab.read.number import read_numbers
 from digitlab.read.predict import predict_image
 from digitlab.serve.inputs import BATCH_BODY, MAX_BATCH, REQUEST_BODY, items, received, screened
 from digitlab.serve.limits import Refused, refusals
@@ -45,7 +47,7 @@ def model_card(model: ModelDep, settings: SettingsDep) -> dict:
         "threshold": model.info["threshold"],
         "input": {
             "files": "PNG, JPEG, BMP, GIF, WebP or TIFF of any size, colour or polarity",
-            "pixels": "28x28 array of 0-255",
+            "pixels": "28x28 array of 0-255, not 0-1: multiply an x/255 array by 255 (/v2 takes 0-1)",
             "max_upload_bytes": settings.max_upload,
             "max_batch": MAX_BATCH,
         },
@@ -94,6 +96,8 @@ REFUSALS = refusals(400, 413, 415, 422, 503)
 async def predict(
     request: Request, model: ModelDep, pool: PoolDep, metrics: MetricsDep, top_k: int = 3, number: bool = False
 ) -> Response:
+    """One image: a multipart `file`, or JSON `{"image": "<base64>"}` or `{"pixels": [[...]]}`, a
+    28x28 array of 0-255 (not 0-1: multiply an x/255 array by 255)."""
     check_top_k(top_k)
     return await pool.run(read_one, model, metrics, await received(request), top_k, number)
 
@@ -102,5 +106,31 @@ async def predict(
 async def predict_batch(
     request: Request, model: ModelDep, pool: PoolDep, metrics: MetricsDep, top_k: int = 3
 ) -> Response:
+    """Several images, each answered on its own: multipart `files`, or JSON `{"images": [...]}`
+    (base64) or `{"pixels": [...]}` (28x28 arrays of 0-255, not 0-1)."""
     check_top_k(top_k)
     return await pool.run(read_each, model, metrics, await received(request), top_k)
+
+
+def read_all(model: Model, metrics: Metrics, payload) -> JSONResponse:
+    found = items(payload, batch=False)
+    if len(found) != 1:
+        raise Refused(422, f"send one image here ({len(found)} given)")
+    (source,) = screened(found)
+    if isinstance(source, Refused):
+        raise source
+    try:
+        result = read_numbers(model, source)
+    except DigitlabError as e:
+        raise Refused(422, str(e)) from None
+    for number in result["numbers"]:
+        number.pop("image28")
+    return JSONResponse(result)
+
+
+@router.post("/read", response_model=dict, openapi_extra=REQUEST_BODY, responses=REFUSALS)
+async def read_page(request: Request, model: ModelDep, pool: PoolDep, metrics: MetricsDep) -> Response:
+    """Every number in one image (a page, a form, a meter), in reading order: lines top to
+    bottom, left to right; each with its digits, confidence and box (top, left, bottom, right) in
+    the image as sent. Same bodies as /v1/predict."""
+    return await pool.run(read_all, model, metrics, await received(request))

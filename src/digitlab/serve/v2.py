@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
-from digitlab.serve.limits import Refused, parse_json, refusals
+from digitlab.serve.limits import Refused, byte_count, parse_json, refusals
 from digitlab.serve.state import ModelDep, PoolDep, ReadyDep
 from digitlab.version import __version__
 
@@ -214,8 +214,9 @@ def infer_work(model: Model, raw: bytes, header_length: int | None) -> Response:
 @router.post("/models/{model_name}/infer", openapi_extra=INFER)
 async def infer(model_name: ModelName, request: Request, model: ModelDep, pool: PoolDep) -> Response:
     known(model_name)
-    header = request.headers.get("inference-header-content-length")
+    name = "Inference-Header-Content-Length"
+    header = byte_count(request.headers.get(name), name)  # before the body: a bad one is refused at once
     raw = await request.body()
-    if header is not None and not (header.isdigit() and int(header) <= len(raw)):
-        raise Refused(400, "Inference-Header-Content-Length must be the JSON header's length in bytes")
-    return await pool.run(infer_work, model, raw, None if header is None else int(header))
+    if header is not None and header > len(raw):
+        raise Refused(400, f"{name} must be the JSON header's length in bytes, at most the body's {len(raw):,}")
+    return await pool.run(infer_work, model, raw, header)

@@ -1,32 +1,96 @@
-"""The callbacks train() adds to Keras' fit: the best checkpoint, early stopping that survives
---resume (both keep their state in the run folder), `--budget`'s deadline and Ctrl-C."""
+"""The callbacks train() adds to Keras' fit: the run's state on disk (history, best checkpoint,
+backup), early stopping that survives --resume (all three kept in the run folder), `--budget`'s
+deadline and Ctrl-C."""
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+import re
 import signal
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
-from digitlab.files import write_atomic
+from digitlab.files import write_atomic, write_text
 from digitlab.nn.backend import keras
 from digitlab.training.runs import Run
 
+BACKUP = re.compile(r"epoch-(\d{4,})\.keras")  # backup/epoch-0003.keras: the state after epoch 3
 
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Keeps `best.keras` at the best validation loss; renamed into place, never half-written."""
 
-    def __init__(self, path: Path, model: keras.Model, best: float = np.inf):
+class Checkpoints(keras.callbacks.Callback):
+    """The run's state on disk after each epoch, in the order that leaves it consistent whenever a
+    kill or a full disk stops it: the epoch's row in history.csv, then best.keras if the epoch is
+    the best so far, then the backup (backup/epoch-NNNN.keras: the trainer's weights and optimizer).
+    --resume goes on after the backup's epoch, whose row and checkpoint are on disk by then; an
+    epoch trained again after its backup failed writes its row again, and the last one counts.
+
+    Each file is written whole to a temporary one, flushed, then renamed (files.write_atomic); the
+    backup is serialised in memory first (h5py writing onto a full disk crashes the process). The
+    backup is kept after fit(), until the caller has written the model (remove_backup())."""
+
+    def __init__(self, run: Run, model: keras.Model):
         super().__init__()
-        self.path, self.best, self.target = path, best, model  # the bare model, not its training wrapper
+        self.run, self.target = run, model  # the bare model, not its training wrapper
+        self.best = best_loss(run)
+
+    def on_train_begin(self, logs=None):
+        epoch, path = last_backup(self.run)
+        if path is not None:
+            self.model.load_weights(path)  # weights and optimizer state, as saved
+            self.model._initial_epoch = epoch  # where fit() starts: what Keras' BackupAndRestore sets
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("val_loss", np.inf)
+        logs = logs or {}
+        append_history(self.run, epoch, logs)
+        loss = logs.get("val_loss", np.inf)
         if loss < self.best:
             self.best = loss
-            write_atomic(self.path, self.target.save)
+            write_atomic(self.run.best, self.target.save)
+        from keras.src.saving import saving_lib  # Keras' own .keras writer, which also takes a file object
+
+        state = io.BytesIO()
+        saving_lib.save_model(self.model, state)
+        backup = self.run.backup / f"epoch-{epoch + 1:04d}.keras"
+        write_atomic(backup, lambda tmp: tmp.write_bytes(state.getvalue()))
+        for older in self.run.backup.glob("epoch-*.keras"):
+            if older != backup and BACKUP.fullmatch(older.name):
+                older.unlink(missing_ok=True)
+
+
+def last_backup(run: Run):
+    """The latest epoch backed up, and its file (0 and None before the first)."""
+    found = [(int(m.group(1)), p) for p in run.backup.glob("epoch-*.keras") if (m := BACKUP.fullmatch(p.name))]
+    return max(found, key=lambda e: e[0]) if found else (0, None)
+
+
+def remove_backup(run: Run) -> None:
+    """The backup, once the trained model is kept: a finished run does not resume."""
+    import shutil
+
+    shutil.rmtree(run.backup, ignore_errors=True)
+
+
+def append_history(run: Run, epoch: int, logs: dict) -> None:
+    """history.csv with this epoch's row added, rewritten whole: a full disk never leaves half a row."""
+    text = run.history_csv.read_text() if run.history_csv.is_file() else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = lines[0].split(",") if lines else ["epoch", *sorted(logs)]
+    fields = len(header)
+    kept = [line for line in lines[1:] if len(line.split(",")) == fields and _numbers(line)]
+    row = ",".join(str(epoch) if name == "epoch" else repr(float(logs.get(name, math.nan))) for name in header)
+    write_text(run.history_csv, "\n".join([",".join(header), *kept, row]) + "\n")
+
+
+def _numbers(line: str) -> bool:
+    try:
+        [float(v) for v in line.split(",")]
+    except ValueError:
+        return False
+    return True
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -110,14 +174,23 @@ class CtrlC(keras.callbacks.Callback):
 
 def full_history(run: Run, last_fit: dict) -> dict[str, list[float]]:
     """The history of every fit of this run: history.csv spans resumed fits. An epoch redone
-    after a kill may appear twice; its last row wins."""
-    csv = run.history_csv
-    if not csv.is_file() or len(csv.read_text().splitlines()) < 2:  # killed before an epoch ended
+    after a kill may appear twice; its last row wins. A row cut short (by an older digitlab on a
+    full disk) is skipped."""
+    path = run.history_csv
+    rows = list(csv.reader(path.read_text().splitlines())) if path.is_file() else []
+    header, body = (rows[0], rows[1:]) if rows and "epoch" in rows[0] else ([], [])
+    last = {}
+    for row in body:
+        try:
+            values = [float(v) for v in row]
+        except ValueError:
+            continue
+        if len(values) == len(header):
+            last[int(values[header.index("epoch")])] = dict(zip(header, values, strict=True))
+    if not last:  # killed before an epoch ended
         return {k: [float(v) for v in vs] for k, vs in last_fit.items()}
-    rows = np.atleast_1d(np.genfromtxt(csv, delimiter=",", names=True))
-    last = {int(epoch): i for i, epoch in enumerate(rows["epoch"])}
-    keep = [last[e] for e in sorted(last)]
-    return {name: rows[name][keep].tolist() for name in rows.dtype.names if name != "epoch"}
+    epochs = [last[e] for e in sorted(last)]
+    return {name: [row[name] for row in epochs] for name in header if name != "epoch"}
 
 
 def best_loss(run: Run) -> float:

@@ -23,12 +23,13 @@ from digitlab.nn.models import build
 from digitlab.nn.pca import adapt
 from digitlab.training.augment import trainer_for
 from digitlab.training.callbacks import (
-    AtomicCheckpoint,
+    Checkpoints,
     CtrlC,
     Deadline,
     ResumableEarlyStopping,
-    best_loss,
     full_history,
+    last_backup,
+    remove_backup,
 )
 from digitlab.training.config import TrainConfig
 from digitlab.training.numerics import precision, resolve_precision, seeded
@@ -202,10 +203,8 @@ def train(
                 # Augmentation wraps the model for training only; `model` itself is what gets saved.
                 model, trainer, train_batches, val_batches, record.data.negatives = prepare(config, data)
                 all_callbacks = [
-                    keras.callbacks.BackupAndRestore(str(run.backup)),
+                    Checkpoints(run, model),  # first: its backup is restored before the others begin
                     ResumableEarlyStopping(run, model, config.patience),
-                    AtomicCheckpoint(run.best, model, best=best_loss(run)),
-                    keras.callbacks.CSVLogger(str(run.history_csv), append=True),
                     keras.callbacks.TensorBoard(log_dir=str(run.logs)),
                     *deadline,
                     *(callbacks or []),
@@ -233,12 +232,13 @@ def train(
         record.best = Best(best + 1, history["val_loss"][best], history["val_accuracy"][best])
         record.status = Status.TRAINED
         run.save()
+        remove_backup(run)  # the model is kept: nothing left to resume
         return run.path
     except BaseException as e:
         if isinstance(e, OSError) and e.errno in DISK_ERRORS:
-            # A full or read-only disk: a new run with no finished epoch has nothing to resume,
+            # A full or read-only disk: a new run with no epoch backed up has nothing to resume,
             # so nothing of it is left behind; a longer one keeps its backup for --resume.
-            if new_run and not full_history(run, {}):
+            if new_run and last_backup(run)[1] is None:
                 shutil.rmtree(run.path, ignore_errors=True)
                 raise DigitlabError(
                     f"cannot write the run folder {run.path} ({os.strerror(e.errno)}); "

@@ -73,7 +73,7 @@ class Record:
     """run.json: one typed owner for everything a run records."""
 
     name: str
-    kind: str = "train"  # train | ensemble | foreign
+    kind: str = "train"  # train | ensemble | foreign | export (an .onnx file digitlab exported, evaluated)
     config: TrainConfig | None = None  # kind "train" only
     status: Status = Status.RUNNING
     created: str = ""

@@ -16,14 +16,13 @@ No Keras import here: listing runs and predicting stay fast.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import shlex
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
-from digitlab.files import read_json, write_json
+from digitlab.files import UnreadableJSON, pid_alive, read_json, write_json
 from digitlab.training.config import TrainConfig
 from digitlab.training.record import Record, Status, machine, now, versions
 from digitlab.version import __version__
@@ -85,7 +84,7 @@ class Run:
             raise DigitlabError(f"{path} is not a digitlab run folder (no {cls.RECORD}); `digitlab runs` lists them")
         try:
             raw = read_json(path / cls.RECORD)
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnreadableJSON) as e:
             raise DigitlabError(f"cannot read {path / cls.RECORD} ({e}); the run record is damaged") from None
         if not isinstance(raw, dict):
             raise DigitlabError(f"{path / cls.RECORD} is not a run record (a JSON object)")
@@ -131,7 +130,7 @@ class Run:
         """The recorded status, except that a running run whose process is gone (SIGKILL, a
         power cut) could not write its own end: it is reported as crashed."""
         r = self.record
-        if r.status == Status.RUNNING and r.host == platform.node() and not _alive(r.pid):
+        if r.status == Status.RUNNING and r.host == platform.node() and not pid_alive(r.pid):
             return Status.CRASHED
         return r.status
 
@@ -161,13 +160,26 @@ class Run:
     # --- the files other modules read ------------------------------------------------------
 
     def read_metrics(self) -> dict | None:
-        return read_json(self.metrics) if self.metrics.is_file() else None
+        return self._read(self.metrics, f"evaluate the run again (`digitlab evaluate {self.path}`)")
 
     def read_serving(self) -> dict | None:
-        return read_json(self.serving) if self.serving.is_file() else None
+        return self._read(self.serving, f"evaluate the run again (`digitlab evaluate {self.path}`)")
 
     def read_history(self) -> dict | None:
-        return read_json(self.history_json) if self.history_json.is_file() else None
+        return self._read(self.history_json, "train the run again")
+
+    @staticmethod
+    def _read(path: Path, fix: str) -> dict | None:
+        """A JSON object the run wrote, None before it is written; damaged, one line saying `fix`."""
+        if not path.is_file():
+            return None
+        try:
+            found = read_json(path)
+        except UnreadableJSON as e:
+            raise DigitlabError(f"{e}; {fix}") from None
+        if not isinstance(found, dict):
+            raise DigitlabError(f"{path} is not a JSON object; {fix}")
+        return found
 
 
 def list_runs(root: str | Path) -> list[Run]:
@@ -190,15 +202,3 @@ def new_run_dir(model: str, root: str | Path = "runs") -> Path:
         n += 1
         path = Path(root) / f"{model}-{stamp}-{n}"
     return path
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,202 @@
+"""Numbers as people write them: MNIST digits at one height, side by side; and pages of them.
+
+A person writes every digit of a number at about one height, so a flat 2 or 0 is wider than it
+is tall and a 1 is a thin stroke: MNIST's 20-px box (the longer side) hides that, this does not.
+Neighbours stand apart by an ordinary gap, or touch and overlap a little (`touching`). A page
+holds 3-8 numbers on 1-4 lines, read top to bottom, left to right.
+
+Two disjoint families of settings, so that what is tuned on one is reported on the other:
+
+  validation  digit height 40-72 px; gaps 0.14-0.30 of it; touching: overlap 0-0.06 of it;
+              slant up to 0.12; white or light grey paper; black pen; PNG.
+              Digits from MNIST's validation split.
+  test        digit height 28-40 or 72-110 px; gaps 0.06-0.14 or 0.30-0.60; touching: overlap
+              0.06-0.14; slant 0.12-0.25 either way; cream or squared-white paper; blue or
+              pencil-grey pen; JPEG. Digits from MNIST's test split.
+
+Seeds (SEEDS) are the robustness suite's (20,261,129 for test, +10,000 for validation) plus 600
+and up: training uses 0, 1, 2, ..., the suite's own conditions offsets under 400, desks 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from digitlab.data.glyphs import encode
+
+FAMILIES = ("validation", "test")
+SEEDS = {"test": 20_261_129 + 600, "validation": 20_271_129 + 600}
+
+
+@dataclass(frozen=True)
+class Family:
+    heights: tuple[tuple[float, float], ...]  # digit height in px: one of these ranges
+    gaps: tuple[tuple[float, float], ...]  # gap between neighbours, share of the height
+    overlap: tuple[float, float]  # touching: how far a digit runs into the previous one's ink
+    slant: tuple[float, float]  # shear, |x shift| per unit of height
+    papers: tuple[tuple[float, float, float], ...]
+    pens: tuple[tuple[float, float, float], ...]
+    jpeg: bool
+
+
+SETTINGS = {
+    "validation": Family(
+        ((40, 72),),
+        ((0.14, 0.30),),
+        (0.0, 0.06),
+        (0.0, 0.12),
+        ((0.97, 0.97, 0.97), (0.88, 0.88, 0.88)),
+        ((0.05, 0.05, 0.05),),
+        False,
+    ),
+    "test": Family(
+        ((28, 40), (72, 110)),
+        ((0.06, 0.14), (0.30, 0.60)),
+        (0.06, 0.14),
+        (0.12, 0.25),
+        ((0.96, 0.93, 0.82), (0.98, 0.98, 0.99)),
+        ((0.10, 0.14, 0.50), (0.35, 0.35, 0.37)),
+        True,
+    ),
+}
+
+
+def _pick(rng: np.random.Generator, ranges: tuple[tuple[float, float], ...]) -> float:
+    low, high = ranges[int(rng.integers(len(ranges)))]
+    return float(rng.uniform(low, high))
+
+
+def _glyph(digit28: np.ndarray, height: int, slant: float) -> np.ndarray:
+    """The digit's ink cropped and scaled to `height` px tall, its own width kept, sheared."""
+    import cv2
+
+    rows, cols = np.flatnonzero(digit28.max(1) > 0.1), np.flatnonzero(digit28.max(0) > 0.1)
+    crop = digit28[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+    width = max(2, round(crop.shape[1] * height / crop.shape[0]))
+    glyph = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    shift = abs(slant) * height
+    matrix = np.float32([[1, -slant, shift if slant > 0 else 0], [0, 1, 0]])
+    return cv2.warpAffine(glyph, matrix, (width + int(np.ceil(shift)), height), flags=cv2.INTER_LINEAR)
+
+
+def _contact(left: np.ndarray, right: np.ndarray) -> int:
+    """How far right of `left`'s start `right` can stand before their ink touches, row by row."""
+    reach = [np.flatnonzero(r > 0.3) for r in left]
+    start = [np.flatnonzero(r > 0.3) for r in right]
+    gaps = [a[-1] + 1 - b[0] for a, b in zip(reach, start, strict=True) if a.size and b.size]
+    return max(gaps) if gaps else left.shape[1]
+
+
+def write(
+    digits: list[np.ndarray], rng: np.random.Generator, family: str, touching: bool = False, height: float | None = None
+) -> np.ndarray:
+    """A number's ink on its own strip (white on black, height x width floats in [0, 1]); its
+    digits `height` px tall, or drawn from the family's heights."""
+    cfg = SETTINGS[family]
+    height = int(_pick(rng, cfg.heights) if height is None else height)
+    slant = float(rng.uniform(*cfg.slant)) * (1 if family == "validation" or rng.random() < 0.5 else -1)
+    glyphs = [_glyph(d, int(height * rng.uniform(0.92, 1.05)), slant) for d in digits]
+    tall = max(g.shape[0] for g in glyphs)
+    strip = np.zeros((tall + 4, sum(g.shape[1] for g in glyphs) + 4 * height), np.float32)
+    x = 0
+    previous = None
+    for glyph in glyphs:
+        top = tall - glyph.shape[0] + int(rng.integers(0, 3))  # one baseline, a little jitter
+        if previous is not None:
+            ink, left = previous
+            band = np.zeros((strip.shape[0], glyph.shape[1]), np.float32)
+            band[top : top + glyph.shape[0]] = glyph
+            if touching:
+                x = left + _contact(ink, band) - max(1, round(rng.uniform(*cfg.overlap) * height))
+            else:
+                x = left + _contact(ink, band) + max(1, round(_pick(rng, cfg.gaps) * height))
+        region = strip[top : top + glyph.shape[0], x : x + glyph.shape[1]]
+        np.maximum(region, glyph[:, : region.shape[1]], out=region)
+        previous = (strip[:, x : x + glyph.shape[1]].copy(), x)
+        x += glyph.shape[1]
+    cols = np.flatnonzero(strip.max(0) > 0)
+    return strip[:, : cols[-1] + 1]
+
+
+def _paper(ink: np.ndarray, rng: np.random.Generator, family: str) -> bytes:
+    """The ink on paper, photographed flat: the file's bytes."""
+    import cv2
+
+    cfg = SETTINGS[family]
+    paper = np.array(cfg.papers[int(rng.integers(len(cfg.papers)))], np.float32)
+    pen = np.array(cfg.pens[int(rng.integers(len(cfg.pens)))], np.float32)
+    alpha = (ink * rng.uniform(0.75, 0.95))[..., None]
+    page = paper * (1 - alpha) + pen * alpha
+    page *= rng.uniform(0.9, 1.0) - 0.08 * np.linspace(0, 1, page.shape[1], dtype=np.float32)[None, :, None]
+    page = cv2.GaussianBlur(page, (0, 0), rng.uniform(0.4, 0.9))
+    page += rng.normal(0, 0.015, page.shape).astype(np.float32)
+    image = Image.fromarray((page.clip(0, 1) * 255).astype(np.uint8), "RGB")
+    return encode(image, "JPEG", quality=int(rng.integers(70, 92))) if cfg.jpeg else encode(image, "PNG")
+
+
+def _margin(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h = ink.shape[0]
+    top, bottom, left, right = (int(rng.uniform(0.3, 0.8) * h) for _ in range(4))
+    return np.pad(ink, ((top, bottom), (left, right)))
+
+
+def numbers(
+    images: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    family: str = "test",
+    touching: bool = False,
+    seed: int | None = None,
+) -> tuple[list[bytes], list[str]]:
+    """`n` images of one written number (2-5 digits) and the strings they show."""
+    rng = np.random.default_rng(SEEDS[family] + (1 if touching else 0) if seed is None else seed)
+    files, texts = [], []
+    for _ in range(n):
+        pick = rng.choice(len(labels), int(rng.integers(2, 6)), replace=False)
+        ink = write([images[i].reshape(28, 28) for i in pick], rng, family, touching)
+        files.append(_paper(_margin(ink, rng), rng, family))
+        texts.append("".join(str(int(labels[i])) for i in pick))
+    return files, texts
+
+
+def pages(
+    images: np.ndarray, labels: np.ndarray, n: int, family: str = "test", seed: int | None = None
+) -> tuple[list[bytes], list[list[str]]]:
+    """`n` pages of 3-8 numbers (1-5 digits) on 1-4 lines, and the numbers in reading order."""
+    rng = np.random.default_rng(SEEDS[family] + 2 if seed is None else seed)
+    files, truths = [], []
+    for _ in range(n):
+        count = int(rng.integers(3, 9))
+        rows = int(rng.integers(1, min(4, count) + 1))
+        height = _pick(rng, SETTINGS[family].heights)  # one hand, one size of writing on a page
+        per_row = np.array_split(np.arange(count), rows)
+        strips, texts = [], []
+        for row in per_row:
+            inks = []
+            for _ in row:
+                pick = rng.choice(len(labels), int(rng.integers(1, 6)), replace=False)
+                digits = [images[i].reshape(28, 28) for i in pick]
+                inks.append(write(digits, rng, family, height=height * rng.uniform(0.9, 1.1)))
+                texts.append("".join(str(int(labels[i])) for i in pick))
+            tall = max(i.shape[0] for i in inks)
+            parts = []
+            for ink in inks:  # numbers apart by 1.5-3 digit heights, their baselines level
+                parts += [
+                    np.pad(ink, ((tall - ink.shape[0], 0), (0, 0))),
+                    np.zeros((tall, int(rng.uniform(1.5, 3) * tall))),
+                ]
+            strips.append(np.concatenate(parts[:-1], axis=1))
+        width = max(s.shape[1] for s in strips)
+        lines = []
+        for strip in strips:
+            indent = int(rng.integers(0, width - strip.shape[1] + 1))
+            lines += [
+                np.pad(strip, ((0, 0), (indent, width - strip.shape[1] - indent))),
+                np.zeros((int(rng.uniform(0.6, 1.5) * strip.shape[0]), width)),
+            ]
+        files.append(_paper(_margin(np.concatenate(lines[:-1]).astype(np.float32), rng), rng, family))
+        truths.append(texts)
+    return files, truths

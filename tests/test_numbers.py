@@ -1,0 +1,156 @@
+"""Numbers as people write them, read with the shipped model: one height, wide digits, touching
+neighbours, a broken stroke, several numbers on a page (image/segment.py, read/number.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import digitlab
+from PIL import Image
+
+from digitlab.data import lines
+from digitlab.image import segment
+from digitlab.read import load, predict_image
+from digitlab.read.number import read_numbers
+
+
+def png(ink: np.ndarray) -> bytes:
+    """White ink on black (floats in [0, 1]) as dark ink on white paper, a PNG's bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(((1 - np.clip(ink, 0, 1)) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def digit(mnist, label: int, nth: int = 0) -> np.ndarray:
+    return mnist.x_test[np.flatnonzero(mnist.y_test == label)[nth]].reshape(28, 28)
+
+
+def written(mnist, labels: str, touching: bool = False, seed: int = 0) -> bytes:
+    """`labels` written at one height (data/lines.py, validation settings), on paper with a margin."""
+    ink = lines.write([digit(mnist, int(c)) for c in labels], np.random.default_rng(seed), "validation", touching)
+    return png(np.pad(ink, 30))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load(None)  # the shipped model
+
+
+def test_digits_are_found_left_to_right(mnist):
+    layout = segment.find(written(mnist, "207"), page=False)
+    groups = layout.lines[0][0]
+    assert len(groups) == 3
+    assert [g.box[1] for g in groups] == sorted(g.box[1] for g in groups)
+
+
+def test_a_broken_stroke_stays_with_its_digit(mnist, model):
+    # A mark a fifth of the digits' height just right of the 2, clear of its columns: a piece of
+    # its stroke where the pen skipped. On its own it would be read as a fourth digit.
+    ink = np.pad(lines.write([digit(mnist, c) for c in (2, 0, 7)], np.random.default_rng(0), "validation"), 30)
+    right = np.flatnonzero(ink[:, : ink.shape[1] // 3].max(0) > 0.1)[-1]
+    ink[40:52, right + 4 : right + 16] = 1.0
+    assert predict_image(model, png(ink), number=True)["number"] == "207"
+
+
+def test_a_wide_digit_is_read_whole(mnist, model):
+    # A flat 2, 1.4 times as wide as it stands tall: one digit, not two touching ones.
+    two = digit(mnist, 2)
+    rows, cols = np.flatnonzero(two.max(1) > 0.1), np.flatnonzero(two.max(0) > 0.1)
+    crop = Image.fromarray((two[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] * 255).astype(np.uint8))
+    flat = np.asarray(crop.resize((84, 60), Image.Resampling.BICUBIC), np.float32) / 255
+    four = np.asarray(Image.fromarray((digit(mnist, 4) * 255).astype(np.uint8)).resize((60, 60)), np.float32) / 255
+    ink = np.pad(np.concatenate([flat, np.zeros((60, 14)), four[:, 8:-8]], axis=1), 30)
+    answer = predict_image(model, png(ink), number=True)
+    assert answer["number"] == "24", answer["reason"]
+    assert len(answer["digits"]) == 2
+
+
+def test_touching_neighbours_are_split(mnist, model):
+    # Not every touching number is read yet (docs/robustness/bench-numbers.md): these are.
+    for labels in ("27", "203", "86"):
+        answer = predict_image(model, written(mnist, labels, touching=True), number=True)
+        assert answer["number"] == labels, (labels, answer["reason"], answer["digits"])
+
+
+def test_a_part_that_is_no_digit_is_named(mnist, model):
+    ink = np.pad(lines.write([digit(mnist, c) for c in (3, 8)], np.random.default_rng(1), "validation"), 30)
+    tall = ink.shape[0] - 60
+    blot = np.zeros((ink.shape[0], tall))
+    blot[30 : 30 + tall, : tall - 8] = 1.0  # a filled square: ink, but no digit
+    answer = predict_image(model, png(np.concatenate([ink, blot], axis=1)), number=True)
+    assert answer["number"] is None
+    assert answer["reason"].startswith("part 3 of 3 does not look like a digit")
+    assert [d["digit"] for d in answer["digits"][:2]] == [3, 8]
+
+
+def page(mnist) -> tuple[bytes, list[str]]:
+    """Three numbers on two lines: "51" and "903" on the first, "42" indented on the second."""
+    rng = np.random.default_rng(3)
+
+    def number(text):
+        return lines.write([digit(mnist, int(c), 1) for c in text], rng, "validation", height=50)
+
+    first, second, third = number("51"), number("903"), number("42")
+    tall = max(first.shape[0], second.shape[0])
+    top = np.concatenate(
+        [np.pad(first, ((tall - first.shape[0], 0), (0, 120))), np.pad(second, ((tall - second.shape[0], 0), (0, 0)))],
+        axis=1,
+    )
+    bottom = np.pad(third, ((0, 0), (60, max(0, top.shape[1] - third.shape[1] - 60))))
+    width = max(top.shape[1], bottom.shape[1])
+    sheet = np.concatenate(
+        [np.pad(top, ((0, 60), (0, width - top.shape[1]))), np.pad(bottom, ((0, 0), (0, width - bottom.shape[1])))]
+    )
+    return png(np.pad(sheet, 40)), ["51", "903", "42"]
+
+
+def test_a_page_of_numbers_in_reading_order(mnist, model):
+    image, truth = page(mnist)
+    found = read_numbers(model, image)
+    assert [n["number"] for n in found["numbers"]] == truth
+    boxes = [n["box"] for n in found["numbers"]]
+    assert boxes[0][3] < boxes[1][1]  # the first line's numbers left to right
+    assert boxes[2][0] > max(boxes[0][2], boxes[1][2])  # the second line below the first
+
+
+def test_read_through_the_cli(mnist, tmp_path):
+    image, truth = page(mnist)
+    path = tmp_path / "page.png"
+    path.write_bytes(image)
+    result = digitlab("read", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert [n["number"] for n in answer["numbers"]] == truth
+    plain = digitlab("read", str(path), "--show", str(tmp_path / "seen"))
+    assert plain.returncode == 0 and [line.split()[0] for line in plain.stdout.splitlines()[1:4]] == truth
+    assert (tmp_path / "seen" / "page.box.png").stat().st_size > 0
+
+
+def test_predict_suggests_number_for_several_digits(mnist, tmp_path):
+    path = tmp_path / "number.png"
+    path.write_bytes(written(mnist, "4096"))
+    result = digitlab("predict", str(path))
+    assert "--number" in result.stdout + result.stderr
+
+
+def test_read_through_the_api(mnist):
+    from fastapi.testclient import TestClient
+
+    from digitlab.serve.app import create_app
+
+    image, truth = page(mnist)
+    with TestClient(create_app()) as client:
+        r = client.post("/v1/read", files={"file": ("page.png", image, "image/png")})
+        assert r.status_code == 200, r.text
+        assert [n["number"] for n in r.json()["numbers"]] == truth
+        assert all(len(n["box"]) == 4 and n["confidence"] > 0.5 for n in r.json()["numbers"])
+        pair = client.post(
+            "/v1/predict?number=true", files={"file": ("27.png", written(mnist, "27", True), "image/png")}
+        )
+        assert pair.status_code == 200 and pair.json()["number"] == "27"
+        assert "/v1/read" in client.get("/openapi.json").json()["paths"]
+        blank = client.post("/v1/read", files={"file": ("blank.png", png(np.zeros((60, 60))), "image/png")})
+        assert blank.status_code == 200 and blank.json()["numbers"] == [] and "blank" in blank.json()["reason"]
