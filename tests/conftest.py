@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -53,3 +54,17 @@ def digitlab(*args: str, env: dict | None = None, cwd: Path | None = None, timeo
         timeout=timeout,
         cwd=cwd,
     )
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A real, small file system at `path` (tmpfs of `size`, e.g. "48k"), for full-disk tests.
+    Mounting needs root, as CI has; elsewhere the test is skipped, saying why."""
+    path.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ROOT, digitlab
+from conftest import ROOT, digitlab, tmpfs
 
 from digitlab import __version__
 
@@ -38,13 +38,8 @@ def test_training_where_it_cannot_write_is_one_line(data_dir):
 @pytest.fixture
 def full_disk(tmp_path):
     """A 48 KB tmpfs: room for run.json, none for the first checkpoint. Needs root (as CI has)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    with tmpfs(tmp_path / "tiny", "48k") as mount:
+        yield mount
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(full_disk, data_dir):

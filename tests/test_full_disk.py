@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tmpfs
 
 from digitlab.files import read_json
 from digitlab.training.config import TrainConfig
@@ -22,13 +23,8 @@ CONFIG = TrainConfig.for_model("fast", epochs=3, subset=2000)
 
 @pytest.fixture
 def disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+    with tmpfs(tmp_path / "disk", "4m") as mount:
+        yield mount
 
 
 def fill(disk: Path, leave: int) -> Path:

@@ -34,9 +34,10 @@ import functools
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
-from digitlab.files import UnreadableJSON, parse_json, read_json
+from digitlab.files import UnreadableJSON, parse_json
 from digitlab.io import adapt, calibration, native
 from digitlab.io.native import ONNX_TYPES, AdaptedOnnxModel, KerasModel, check_output, keras_config, onnx_session
+from digitlab.training.runs import read_object
 
 
 def kind(path: Path) -> str | None:
@@ -214,15 +215,7 @@ def serving_info(path: Path, found: dict) -> dict:
 
 def _fitted(file: Path) -> dict | None:
     """The calibration `digitlab evaluate` wrote beside a model file, if any."""
-    if not file.is_file():
-        return None
-    try:
-        fitted = read_json(file)
-    except UnreadableJSON as e:
-        raise DigitlabError(f"{e}; delete it and fit it again with `digitlab evaluate`") from None
-    if not isinstance(fitted, dict):
-        raise DigitlabError(f"{file} is not a calibration; delete it and fit it again with `digitlab evaluate`")
-    return fitted
+    return read_object(file, "delete it and fit it again with `digitlab evaluate`")
 
 
 def load(path: str | Path, pixels: str | None = None, data_dir: str | Path | None = None):

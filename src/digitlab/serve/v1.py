@@ -61,14 +61,19 @@ def check_top_k(top_k: int) -> None:
 
 # Each answer is encoded to JSON on the worker too: FastAPI's encoder would take ~1 ms of the
 # event loop per answer, which /healthz would wait behind under load.
-def read_one(model: Model, metrics: Metrics, payload, top_k: int, number: bool) -> JSONResponse:
+def one_image(payload):
+    """The one image a request sent, checked (limits.py), or the refusal to answer."""
     found = items(payload, batch=False)
     if len(found) != 1:
         raise Refused(422, f"send one image here ({len(found)} given); use /v1/predict/batch for several")
     (source,) = screened(found)
     if isinstance(source, Refused):
         raise source
-    result = answer(model, source, top_k, number)
+    return source
+
+
+def read_one(model: Model, metrics: Metrics, payload, top_k: int, number: bool) -> JSONResponse:
+    result = answer(model, one_image(payload), top_k, number)
     metrics.count(result)
     return JSONResponse(result)
 
@@ -112,15 +117,9 @@ async def predict_batch(
     return await pool.run(read_each, model, metrics, await received(request), top_k)
 
 
-def read_all(model: Model, metrics: Metrics, payload) -> JSONResponse:
-    found = items(payload, batch=False)
-    if len(found) != 1:
-        raise Refused(422, f"send one image here ({len(found)} given)")
-    (source,) = screened(found)
-    if isinstance(source, Refused):
-        raise source
+def read_all(model: Model, payload) -> JSONResponse:
     try:
-        result = read_numbers(model, source)
+        result = read_numbers(model, one_image(payload))
     except DigitlabError as e:
         raise Refused(422, str(e)) from None
     for number in result["numbers"]:
@@ -129,8 +128,8 @@ def read_all(model: Model, metrics: Metrics, payload) -> JSONResponse:
 
 
 @router.post("/read", response_model=dict, openapi_extra=REQUEST_BODY, responses=REFUSALS)
-async def read_page(request: Request, model: ModelDep, pool: PoolDep, metrics: MetricsDep) -> Response:
+async def read_page(request: Request, model: ModelDep, pool: PoolDep) -> Response:
     """Every number in one image (a page, a form, a meter), in reading order: lines top to
     bottom, left to right; each with its digits, confidence and box (top, left, bottom, right) in
     the image as sent. Same bodies as /v1/predict."""
-    return await pool.run(read_all, model, metrics, await received(request))
+    return await pool.run(read_all, model, await received(request))

@@ -160,26 +160,27 @@ class Run:
     # --- the files other modules read ------------------------------------------------------
 
     def read_metrics(self) -> dict | None:
-        return self._read(self.metrics, f"evaluate the run again (`digitlab evaluate {self.path}`)")
+        return read_object(self.metrics, f"evaluate the run again (`digitlab evaluate {self.path}`)")
 
     def read_serving(self) -> dict | None:
-        return self._read(self.serving, f"evaluate the run again (`digitlab evaluate {self.path}`)")
+        return read_object(self.serving, f"evaluate the run again (`digitlab evaluate {self.path}`)")
 
     def read_history(self) -> dict | None:
-        return self._read(self.history_json, "train the run again")
+        return read_object(self.history_json, "train the run again")
 
-    @staticmethod
-    def _read(path: Path, fix: str) -> dict | None:
-        """A JSON object the run wrote, None before it is written; damaged, one line saying `fix`."""
-        if not path.is_file():
-            return None
-        try:
-            found = read_json(path)
-        except UnreadableJSON as e:
-            raise DigitlabError(f"{e}; {fix}") from None
-        if not isinstance(found, dict):
-            raise DigitlabError(f"{path} is not a JSON object; {fix}")
-        return found
+
+def read_object(path: Path, fix: str) -> dict | None:
+    """A JSON object digitlab wrote (a run's files, a calibration beside a model), None before it
+    is written; damaged or hostile, one line saying `fix`."""
+    if not path.is_file():
+        return None
+    try:
+        found = read_json(path)
+    except UnreadableJSON as e:
+        raise DigitlabError(f"{e}; {fix}") from None
+    if not isinstance(found, dict):
+        raise DigitlabError(f"{path} is not a JSON object; {fix}")
+    return found
 
 
 def list_runs(root: str | Path) -> list[Run]:
