@@ -144,3 +144,27 @@ def test_a_large_palette_png_is_read_in_bounded_memory(tmp_path):
     reason, growth_mib = out.split()
     assert reason == "None"  # the 7 is still found
     assert int(growth_mib) < 400  # measured: ~315 MiB (1,133 before)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_12_megapixel_phone_jpeg_is_read_and_boxed_where_it_stands(mnist, orientation):
+    # A large JPEG is decoded at a fraction of its size (draft); the box must still be in the
+    # coordinates of the image as sent, turned upright by its EXIF orientation.
+    from digitlab.read import load, predict_image
+
+    digit = mnist.x_test[np.flatnonzero(mnist.y_test == 3)[0]].squeeze()
+    page = np.full((3000, 4000), 235, np.uint8)
+    ink = np.asarray(Image.fromarray((digit * 255).astype(np.uint8)).resize((800, 800), Image.Resampling.BICUBIC))
+    page[1000:1800, 2500:3300] = np.minimum(page[1000:1800, 2500:3300], 255 - ink)
+    upright = Image.fromarray(page).convert("RGB")
+    # Orientation 6: the file holds the picture turned a quarter anticlockwise; viewers turn it back.
+    stored = upright if orientation == 1 else upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=90, exif=exif.tobytes())
+    answer = predict_image(load(None), buffer.getvalue())
+    assert answer["digit"] == 3
+    rows, cols = np.flatnonzero(ink.max(1) > 25) + 1000, np.flatnonzero(ink.max(0) > 25) + 2500
+    expected = np.array([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1])
+    assert np.abs(np.array(answer["box"]) - expected).max() <= 40, (answer["box"], expected)  # 1% of the image

@@ -71,9 +71,10 @@ def decode(source: str | Path | bytes | np.ndarray) -> tuple[np.ndarray, tuple[i
         if image.width * image.height > MAX_PIXELS:
             raise Image.DecompressionBombError(name)
         image.seek(0)  # first frame of an animation
+        upright = (image.width, image.height) if _turned(image) else (image.height, image.width)
+        _draft(image)
         image = ImageOps.exif_transpose(image)
         image.load()
-        upright = (image.height, image.width)
         image = _reduce(image)
     except Image.DecompressionBombError:
         raise DigitlabError(f"{name} is too large (over {MAX_PIXELS:,} pixels); send a smaller image") from None
@@ -96,6 +97,20 @@ def decode(source: str | Path | bytes | np.ndarray) -> tuple[np.ndarray, tuple[i
         peak = 65535.0 if values.max() > 255 or image.mode.startswith("I;16") else 255.0
         return np.clip(values / peak, 0, 1), upright
     return np.asarray(image.convert("L"), dtype=np.float32) / 255, upright
+
+
+def _turned(image: Image.Image) -> bool:
+    """Whether the image's EXIF orientation turns it a quarter (width and height swap upright)."""
+    return image.getexif().get(0x0112) in (5, 6, 7, 8)
+
+
+def _draft(image: Image.Image) -> None:
+    """A large JPEG decoded at a half, quarter or eighth of its size by the decoder itself (its
+    DCT scaling): a 12 MP photo decodes in a fraction of the time, for a digit that needs 20 px.
+    Only where _reduce would shrink it anyway, to about twice the work size."""
+    factor = max(image.size) // (2 * WORK_SIZE)
+    if image.format == "JPEG" and factor >= 2:
+        image.draft(image.mode, (image.width // factor, image.height // factor))
 
 
 def _reduce(image: Image.Image) -> Image.Image:
