@@ -3,8 +3,9 @@
     ink (preprocess.ink_image) -> lines of writing (empty rows between them)
       -> numbers on a line (gaps wider than NUMBER_GAP of the line's height)
       -> groups: marks whose columns overlap (a 5's flag, a broken stroke) belong together
-      -> in a group wide enough to hold two digits: candidate cuts (columns where little ink
-         crosses, the edges of its marks), and every piece between two of them as a 28x28 image
+      -> in a group wide enough to hold two digits: candidate cuts (dips in its outline, columns
+         where little ink crosses, the edges of its marks), each a least-ink path from top to
+         bottom, and every piece between two of them as a 28x28 image
 
 Which cuts are made is not decided here: read/number.py reads each group whole, and where it
 doubts, scores every piece with the classifier and keeps the reading whose pieces look most like

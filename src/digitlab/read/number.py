@@ -2,9 +2,10 @@
 classifier, and each group of marks is read as the pieces that together look most like digits.
 
 A piece's score is the log of its calibrated confidence, less a cost for a piece much wider than
-a digit stands tall, plus a bonus per piece: without it, a sum of log-confidences always prefers
-fewer pieces, and two touching digits read as one blurred one would win. The costs were chosen
-on the validation families of data/lines.py (benchmarks/bench_numbers.py --family validation).
+a digit stands tall, less a cost per piece: a halved 0 reads as two confident 1s, so a cut must
+buy more confidence than the whole had. The costs were chosen on the validation family of
+data/lines.py (docs/robustness/bench-numbers.md); a bonus per piece instead (which a sum of
+log-confidences needs to prefer touching digits read apart) split too many wide digits there.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from digitlab.io.native import Model
 
 WIDE = 1.2  # a piece wider than this share of its line's height pays WIDE_COST per share beyond
 WIDE_COST = 2.0
-PIECE_BONUS = -0.5  # log-confidence: a cut must buy this much more confidence than it costs
+PIECE_BONUS = -0.5  # log-confidence per piece: negative, a cost; each cut must buy this much
 SURE = 0.99  # a group read whole with this confidence, at a digit's width, is not cut
 SURE_WIDTH = 1.0  # share of the line's height
 PAGE_WORK = 1600  # px, a page's longer side: numbers on a page are small
