@@ -4,7 +4,6 @@ what was probably meant."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import inspect
@@ -80,15 +79,6 @@ def check_models(names: list[str]) -> None:
 
     for name in names:
         check_name(name)
-
-
-def status(what: str) -> contextlib.AbstractContextManager:
-    """A spinner naming a wait of seconds (`with status("exporting ..."):`), in the Rich style of
-    compare's and tune's bars; on a terminal only: pipes, --json and notebooks get nothing extra."""
-    from rich import get_console
-
-    console = get_console()
-    return console.status(f"{what}...") if console.is_terminal else contextlib.nullcontext()
 
 
 NATIVE = (int, float, str, bool, Path)  # what Typer parses itself; any other field is JSON text

@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.options import DataDir, check_models, config_options, read_settings, status, summary
+from digitlab.cli.options import DataDir, check_models, config_options, read_settings, summary
 from digitlab.errors import DigitlabError, suggest
+from digitlab.progress import status
 from digitlab.training.config import RECIPES, TrainConfig
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from digitlab.cli.options import DataDir, require, status
+from digitlab.cli.options import DataDir, require
 from digitlab.errors import DigitlabError
+from digitlab.progress import status
 
 Pixels = Annotated[
     str | None,
@@ -65,28 +67,12 @@ def predict(
 ) -> None:
     """Read handwritten digits from image files, prepared the way MNIST was."""
 
-    from digitlab.io.adapt import describe
-    from digitlab.io.load import load
     from digitlab.read.predict import predict_image
 
     if not 1 <= top_k <= 10:
         raise DigitlabError(f"--top-k must be between 1 and 10, got {top_k}")
-    reader = load(model, pixels, data_dir)
-    # On stderr, so --json's stdout stays one object per image.
-    if "foreign" in reader.info:  # trained elsewhere: say how digitlab adapted it
-        typer.echo(f"note: {describe(reader.path, reader.info['foreign'])}", err=True)
-    if "note" in reader.info:
-        typer.echo(f"note: {reader.info['note']}", err=True)
-    failed = 0
-    for path in images:
-        try:
-            answer = predict_image(reader, path, top_k=top_k, number=number)
-        except DigitlabError as e:
-            failed += 1
-            typer.echo(
-                json.dumps({"file": str(path), "error": str(e)}) if json_lines else f"error: {e}", err=not json_lines
-            )
-            continue
+    reader = _reader(model, pixels, data_dir)
+    for path, answer in _each(images, json_lines, lambda p: predict_image(reader, p, top_k=top_k, number=number)):
         seen = answer.pop("image28")
         if show is not None:
             seen_as = "digits" if number else "28x28"  # a number's digits are a strip, 28 high
@@ -94,8 +80,6 @@ def predict(
             if answer.get("box"):
                 answer["show_box"] = str(_save_box(path, answer["box"], show / f"{path.stem}.box.png"))
         typer.echo(json.dumps({"file": str(path), **answer}) if json_lines else f"{path}: {_describe(answer)}")
-    if failed:
-        raise typer.Exit(2)
 
 
 def read(
@@ -109,20 +93,10 @@ def read(
     ] = None,
 ) -> None:
     """Read every number in each image, in reading order (lines top to bottom, left to right)."""
-    from digitlab.io.load import load
     from digitlab.read.number import read_numbers
 
-    reader = load(model)
-    failed = 0
-    for path in images:
-        try:
-            found = read_numbers(reader, path)
-        except DigitlabError as e:
-            failed += 1
-            typer.echo(
-                json.dumps({"file": str(path), "error": str(e)}) if json_lines else f"error: {e}", err=not json_lines
-            )
-            continue
+    reader = _reader(model)
+    for path, found in _each(images, json_lines, lambda p: read_numbers(reader, p)):
         for number in found["numbers"]:
             number.pop("image28")
         if show is not None and found["numbers"]:
@@ -135,6 +109,36 @@ def read(
         for n in found["numbers"]:
             text = n["number"] if n["number"] is not None else f"declined ({n['reason']})"
             typer.echo(f"  {text}  ({n['confidence']:.1%}; box top {n['box'][0]}, left {n['box'][1]})")
+
+
+def _reader(model: Path | None, pixels: str | None = None, data_dir: Path | None = None):
+    """The model to read with, and on stderr what the user should know of it (so --json's stdout
+    stays one object per image): how a model trained elsewhere was adapted, a missing calibration."""
+    from digitlab.io.adapt import describe
+    from digitlab.io.load import load
+
+    reader = load(model, pixels, data_dir)
+    if "foreign" in reader.info:
+        typer.echo(f"note: {describe(reader.path, reader.info['foreign'])}", err=True)
+    if "note" in reader.info:
+        typer.echo(f"note: {reader.info['note']}", err=True)
+    return reader
+
+
+def _each(images: list[Path], json_lines: bool, read: Callable[[Path], dict]) -> Iterator[tuple[Path, dict]]:
+    """Each image and what `read` made of it; one it cannot read is one error line (a JSON object
+    with --json) and the others are still read; then the command exits 2."""
+    failed = 0
+    for path in images:
+        try:
+            answer = read(path)
+        except DigitlabError as e:
+            failed += 1
+            typer.echo(
+                json.dumps({"file": str(path), "error": str(e)}) if json_lines else f"error: {e}", err=not json_lines
+            )
+            continue
+        yield path, answer
     if failed:
         raise typer.Exit(2)
 

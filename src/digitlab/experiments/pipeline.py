@@ -5,15 +5,13 @@ The training loop (training/) never reads the test split; evaluation/ does, once
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
-
-from rich import get_console
 
 from digitlab.data.mnist import MNIST, load_mnist
 from digitlab.evaluation.evaluate import evaluate
 from digitlab.nn.backend import tf_errors_only
+from digitlab.progress import status
 from digitlab.training import loop
 from digitlab.training.config import TrainConfig
 from digitlab.training.numerics import random_state_kept
@@ -45,16 +43,10 @@ def train(
         run = Run.open(folder)
         try:
             if evaluate_after:
-                with _status(f"evaluating {folder.name}: calibration, test split, robustness suite, report..."):
+                with status(f"evaluating {folder.name}: calibration, test split, robustness suite, report"):
                     evaluate(run, data=data.subset(config.subset))
         except BaseException as e:
             run.fail(e)
             raise
     run.complete()
     return folder
-
-
-def _status(what: str) -> contextlib.AbstractContextManager:
-    """A spinner naming the wait, on a terminal (cli.options.status's twin: this layer is below it)."""
-    console = get_console()
-    return console.status(what) if console.is_terminal else contextlib.nullcontext()

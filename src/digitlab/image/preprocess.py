@@ -33,6 +33,7 @@ BOX = 20  # MNIST's longer side of the ink box
 SIZE = 28
 STROKE = 2.2  # MNIST's typical stroke width at the 20 px scale, in pixels
 SPECK = 0.05  # components below this share of the largest are noise, not ink
+BLANK = "no ink: the image is blank"  # the reason given where preprocessing finds no ink
 MIN_CONTRAST = 0.15  # ink must differ from paper by this much (of the 0-1 range)
 MAX_MARKS = 8  # a digit is one to three strokes; more separate marks of similar size is noise
 SPAN = 0.7  # a digit on a sheet spans at most this share of it; ink that spans more is printed lines
@@ -237,13 +238,21 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def ink_of(source: str | Path | bytes | np.ndarray, work: int = WORK_SIZE):
+    """The ink of an image (ink_image) at most `work` px on its longer side, its mask and count
+    of marks (ink_mask), whether it was inverted, and where it lies in the image as sent: what
+    reading a digit (prepare) and a number (segment.find) both start from."""
+    grey, place = scene.frame(*decode(source))  # only the sheet, where a desk shows round it
+    ink, inverted = ink_image(grey, work)
+    mask, marks = ink_mask(ink, place.sheet)
+    return ink, mask, marks, inverted, place
+
+
 def prepare(source: str | Path | bytes | np.ndarray) -> Prepared:
     """One digit from a file, bytes or a greyscale array in [0, 1]."""
-    grey, place = scene.frame(*decode(source))  # only the sheet, where a desk shows round it
-    ink, inverted = ink_image(grey)
-    mask, marks = ink_mask(ink, place.sheet)
+    ink, mask, marks, inverted, place = ink_of(source)
     if mask is None:
-        return Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason="no ink: the image is blank")
+        return Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason=BLANK)
     if marks > MAX_MARKS:
         return Prepared(
             np.zeros((SIZE, SIZE), np.float32),

@@ -22,7 +22,7 @@ import numpy as np
 
 from digitlab.errors import DigitlabError
 from digitlab.image import scene
-from digitlab.image.preprocess import WORK_SIZE, decode, ink_image, ink_mask, to_mnist
+from digitlab.image.preprocess import BLANK, WORK_SIZE, ink_of, to_mnist
 
 # Shares of the height of a line's tallest mark (MNIST's digits are all of one height):
 FRAGMENT = 0.48  # a mark shorter than this is a piece of a digit whose stroke broke, not a digit
@@ -110,12 +110,10 @@ def find(source: str | Path | bytes | np.ndarray, page: bool = True, work: int =
     """The numbers in an image, in reading order; with `page` False the whole image is one number."""
     import cv2
 
-    grey, place = scene.frame(*decode(source))  # only the sheet, where a desk shows round it
-    ink, inverted = ink_image(grey, work)
-    mask, _ = ink_mask(ink, place.sheet)
+    ink, mask, _, inverted, place = ink_of(source, work)
     layout = Layout(place, ink.shape, inverted)
     if mask is None:
-        layout.reason = "no ink: the image is blank"
+        layout.reason = BLANK
         return layout
     _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     marks = {k + 1: (int(s[1]), int(s[0]), int(s[1] + s[3]), int(s[0] + s[2])) for k, s in enumerate(stats[1:])}
@@ -136,17 +134,29 @@ def _lines(mask: np.ndarray) -> list[tuple[int, int]]:
     tallest (a stray mark, a dot) joins the nearer neighbour."""
     filled = mask.any(1)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], filled.astype(np.int8), [0]])))
-    bands = [list(b) for b in zip(edges[::2], edges[1::2], strict=True)]
-    while len(bands) > 1:
-        heights = [b - a for a, b in bands]
+    bands = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    return _join_short(
+        bands,
+        height=lambda band: band[1] - band[0],
+        gap=lambda band, other: max(other[0] - band[1], band[0] - other[1]),
+        join=lambda band, other: (min(band[0], other[0]), max(band[1], other[1])),
+    )
+
+
+def _join_short(items: list, height, gap, join) -> list:
+    """Each item much shorter than the tallest (FRAGMENT), the shortest first, joined to the
+    neighbour before or after it that is nearer: a stray dot to its line, a broken stroke's
+    piece to its digit. `join(neighbour, item)` makes the two one."""
+    items = list(items)
+    while len(items) > 1:
+        heights = [height(item) for item in items]
         i = int(np.argmin(heights))
         if heights[i] >= FRAGMENT * max(heights):
             break
-        gaps = {j: (bands[i][0] - bands[j][1] if j < i else bands[j][0] - bands[i][1]) for j in (i - 1, i + 1)}
-        j = min((j for j in gaps if 0 <= j < len(bands)), key=gaps.get)
-        bands[j] = [min(bands[i][0], bands[j][0]), max(bands[i][1], bands[j][1])]
-        del bands[i]
-    return [(a, b) for a, b in bands]
+        j = min((j for j in (i - 1, i + 1) if 0 <= j < len(items)), key=lambda j: gap(items[i], items[j]))
+        items[j] = join(items[j], items[i])
+        del items[i]
+    return items
 
 
 def union(boxes: list[Box]) -> Box:
@@ -165,20 +175,12 @@ def _groups(marks: dict[int, Box]) -> list[tuple[Box, list[int]]]:
                 groups[-1] = (union([box, b]), [*ks, k])
                 continue
         groups.append((b, [k]))
-    while len(groups) > 1:
-        heights = [b[2] - b[0] for b, _ in groups]
-        i = int(np.argmin(heights))
-        if heights[i] >= FRAGMENT * max(heights):
-            break
-        (box, ks), near = groups[i], {}
-        for j in (i - 1, i + 1):
-            if 0 <= j < len(groups):
-                other = groups[j][0]
-                near[j] = max(other[1] - box[3], box[1] - other[3])
-        j = min(near, key=near.get)
-        groups[j] = (union([groups[j][0], box]), groups[j][1] + ks)
-        del groups[i]
-    return groups
+    return _join_short(
+        groups,
+        height=lambda group: group[0][2] - group[0][0],
+        gap=lambda group, other: max(other[0][1] - group[0][3], group[0][1] - other[0][3]),
+        join=lambda group, other: (union([group[0], other[0]]), group[1] + other[1]),
+    )
 
 
 def _numbers(groups: list[tuple[Box, list[int]]], height: float) -> list[list[tuple[Box, list[int]]]]:

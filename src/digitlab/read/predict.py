@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from digitlab.image import segment
-from digitlab.image.preprocess import prepare
+from digitlab.image.preprocess import BLANK, prepare
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
 from digitlab.read.number import read_numbers
@@ -54,7 +54,7 @@ def predict_image(model: Model, source, top_k: int = 3, number: bool = False) ->
         answer = {"digit": None, "confidence": None, "probabilities": None, "reason": prepared.reason}
         if prepared.reason is None:
             answer = read(model, prepared.image, top_k)[0]
-        if answer["digit"] is None and prepared.reason != "no ink: the image is blank":
+        if answer["digit"] is None and prepared.reason != BLANK:
             answer["reason"] += _several(source)
         # Where the digit is in the image as sent (top, left, bottom, right), to show the user.
         box = list(prepared.source_box) if prepared.source_box else None

@@ -183,20 +183,21 @@ def evaluation_s(speed_ms: float) -> float:
 def choose(budget_s: float, speed_ms: float, rows: list[Row] | None = None) -> Choice:
     """The candidate with the best validation accuracy whose training and evaluation fit `budget_s` here."""
     rows = read() if rows is None else rows
-    fits = []
-    for row in rows:
-        if row.recipe not in CANDIDATES or row.val_mean is None:
-            continue
-        expected = row.train_s_max * speed_ms / row.speed_ms
-        if expected * SAFETY + evaluation_s(speed_ms) <= budget_s:
-            fits.append(Choice(row, expected))
+
+    def training_s(row: Row) -> float:  # its slowest measured run, at this machine's speed
+        return row.train_s_max * speed_ms / row.speed_ms
+
+    def needs_s(row: Row) -> float:  # with room to spare, and the rest of the run
+        return training_s(row) * SAFETY + evaluation_s(speed_ms)
+
+    candidates = [r for r in rows if r.recipe in CANDIDATES and r.val_mean is not None]
+    fits = [Choice(r, training_s(r)) for r in candidates if needs_s(r) <= budget_s]
     if not fits:
         fastest = min((r for r in rows if r.recipe in CANDIDATES), key=lambda r: r.train_s_max, default=None)
         if fastest is None:
             raise DigitlabError(f"--budget: no measured frontier at {FRONTIER}; run benchmarks/bench_frontier.py")
-        need = fastest.train_s_max * speed_ms / fastest.speed_ms * SAFETY + evaluation_s(speed_ms)
         raise DigitlabError(
             f"--budget: no measured recipe fits {budget_s:g} s here; the fastest ({fastest.recipe}) needs about "
-            f"{need:.0f} s with its evaluation: give at least that"
+            f"{needs_s(fastest):.0f} s with its evaluation: give at least that"
         )
     return max(fits, key=lambda c: (c.row.val_mean, -c.expected_s))
