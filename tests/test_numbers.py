@@ -154,3 +154,41 @@ def test_read_through_the_api(mnist):
         assert "/v1/read" in client.get("/openapi.json").json()["paths"]
         blank = client.post("/v1/read", files={"file": ("blank.png", png(np.zeros((60, 60))), "image/png")})
         assert blank.status_code == 200 and blank.json()["numbers"] == [] and "blank" in blank.json()["reason"]
+
+
+def test_the_piece_model_tells_a_pair_from_its_digits(mnist):
+    # Touching "27" (test digits, never trained on): the group whole is not one digit; the
+    # pieces the reader settles on are a 2 and a 7, to the piece model as to the classifier.
+    from digitlab.read.number import piece_probabilities
+    from digitlab.training.pieces import NOT_ONE
+
+    layout = segment.find(written(mnist, "27", touching=True), page=False)
+    (group,) = layout.lines[0][0]
+    group.cut()
+    shapes = {span: group.piece(*span)[2] for span in group.spans()}
+    q = dict(zip(shapes, piece_probabilities(np.stack(list(shapes.values()))), strict=True))
+    last = len(group.positions) - 1
+    assert q[(0, last)].argmax() == NOT_ONE
+    splits = [k for k in range(1, last) if q[(0, k)].argmax() == 2 and q[(k, last)].argmax() == 7]
+    assert splits, {span: int(p.argmax()) for span, p in q.items()}
+
+
+def test_pieces_are_labelled_by_whose_ink_they_hold():
+    from digitlab.training.pieces import NOT_ONE, label
+
+    totals = np.array([0, 100, 80])  # paper, then the pixels of "4" and of "9"
+    four = np.array([1] * 95 + [2] * 5)
+    assert label(four, totals, "49") == 4
+    assert label(np.array([1] * 50), totals, "49") == NOT_ONE  # half a 4
+    assert label(np.array([1] * 95 + [2] * 40), totals, "49") == NOT_ONE  # a 4 with half a 9
+    assert label(np.array([2] * 80 + [0] * 10), totals, "49") == 9
+
+
+def test_training_numbers_say_whose_ink_each_pixel_is(mnist):
+    (file, owner, text), *_ = lines.training(mnist.x_train.reshape(-1, 28, 28), mnist.y_train, 3, seed=7)
+    grey = np.asarray(Image.open(io.BytesIO(file)).convert("L"), np.float32) / 255
+    assert owner.shape == grey.shape
+    dark = grey < 0.5
+    assert (owner[dark] > 0).mean() > 0.95  # the ink is some digit's
+    assert (owner[grey > 0.9] == 0).mean() > 0.99  # the paper is no one's
+    assert set(np.unique(owner)) == set(range(len(text) + 1))

@@ -14,6 +14,10 @@ Two disjoint families of settings, so that what is tuned on one is reported on t
               0.06-0.14; slant 0.12-0.25 either way; cream or squared-white paper; blue or
               pencil-grey pen; JPEG. Digits from MNIST's test split.
 
+  training    every range above and beyond (heights 24-120 px, gaps 0.04-0.6, overlap 0-0.2,
+              slant either way up to 0.3), MNIST's training digits, PNG or JPEG: what the
+              reader's piece model (training/pieces.py) learns whole digits from halves and pairs on.
+
 Seeds (SEEDS) are the robustness suite's (20,261,129 for test, +10,000 for validation) plus 600
 and up: training uses 0, 1, 2, ..., the suite's own conditions offsets under 400, desks 500.
 """
@@ -28,7 +32,7 @@ from PIL import Image
 from digitlab.data.glyphs import encode
 
 FAMILIES = ("validation", "test")
-SEEDS = {"test": 20_261_129 + 600, "validation": 20_271_129 + 600}
+SEEDS = {"test": 20_261_129 + 600, "validation": 20_271_129 + 600, "training": 0}
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,15 @@ SETTINGS = {
         ((0.10, 0.14, 0.50), (0.35, 0.35, 0.37)),
         True,
     ),
+    "training": Family(
+        ((24, 40), (40, 72), (72, 120)),
+        ((0.04, 0.14), (0.14, 0.30), (0.30, 0.60)),
+        (0.0, 0.2),
+        (-0.3, 0.3),
+        ((0.97, 0.97, 0.97), (0.88, 0.88, 0.88), (0.96, 0.93, 0.82), (0.99, 0.99, 0.9)),
+        ((0.05, 0.05, 0.05), (0.10, 0.14, 0.50), (0.35, 0.35, 0.37), (0.5, 0.1, 0.1)),
+        True,
+    ),
 }
 
 
@@ -91,13 +104,19 @@ def _contact(left: np.ndarray, right: np.ndarray) -> int:
 
 
 def write(
-    digits: list[np.ndarray], rng: np.random.Generator, family: str, touching: bool = False, height: float | None = None
+    digits: list[np.ndarray],
+    rng: np.random.Generator,
+    family: str,
+    touching: bool = False,
+    height: float | None = None,
+    placed: list[tuple[int, int, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """A number's ink on its own strip (white on black, height x width floats in [0, 1]); its
-    digits `height` px tall, or drawn from the family's heights."""
+    digits `height` px tall, or drawn from the family's heights. Where `placed` is given, each
+    digit's (top, left, ink) on the strip is added to it."""
     cfg = SETTINGS[family]
     height = int(_pick(rng, cfg.heights) if height is None else height)
-    slant = float(rng.uniform(*cfg.slant)) * (1 if family == "validation" or rng.random() < 0.5 else -1)
+    slant = float(rng.uniform(*cfg.slant)) * (1 if family != "test" or rng.random() < 0.5 else -1)
     glyphs = [_glyph(d, int(height * rng.uniform(0.92, 1.05)), slant) for d in digits]
     tall = max(g.shape[0] for g in glyphs)
     strip = np.zeros((tall + 4, sum(g.shape[1] for g in glyphs) + 4 * height), np.float32)
@@ -116,6 +135,8 @@ def write(
         region = strip[top : top + glyph.shape[0], x : x + glyph.shape[1]]
         np.maximum(region, glyph[:, : region.shape[1]], out=region)
         previous = (strip[:, x : x + glyph.shape[1]].copy(), x)
+        if placed is not None:
+            placed.append((top, x, glyph[:, : region.shape[1]]))
         x += glyph.shape[1]
     cols = np.flatnonzero(strip.max(0) > 0)
     return strip[:, : cols[-1] + 1]
@@ -137,10 +158,12 @@ def _paper(ink: np.ndarray, rng: np.random.Generator, family: str) -> bytes:
     return encode(image, "JPEG", quality=int(rng.integers(70, 92))) if cfg.jpeg else encode(image, "PNG")
 
 
-def _margin(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _margin(ink: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
+    """The ink with paper round it, and the padding (np.pad's) that put it there."""
     h = ink.shape[0]
     top, bottom, left, right = (int(rng.uniform(0.3, 0.8) * h) for _ in range(4))
-    return np.pad(ink, ((top, bottom), (left, right)))
+    pads = ((top, bottom), (left, right))
+    return np.pad(ink, pads), pads
 
 
 def numbers(
@@ -157,9 +180,33 @@ def numbers(
     for _ in range(n):
         pick = rng.choice(len(labels), int(rng.integers(2, 6)), replace=False)
         ink = write([images[i].reshape(28, 28) for i in pick], rng, family, touching)
-        files.append(_paper(_margin(ink, rng), rng, family))
+        files.append(_paper(_margin(ink, rng)[0], rng, family))
         texts.append("".join(str(int(labels[i])) for i in pick))
     return files, texts
+
+
+def training(
+    images: np.ndarray, labels: np.ndarray, n: int, seed: int = SEEDS["training"]
+) -> list[tuple[bytes, np.ndarray, str]]:
+    """`n` images of one number (1-5 digits, half of them touching) from the training family,
+    each with whose ink each pixel is (0 for paper, k for the k-th digit, the darker where two
+    overlap) and the number it shows."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        pick = rng.choice(len(labels), int(rng.integers(1, 6)), replace=False)
+        placed: list[tuple[int, int, np.ndarray]] = []
+        ink = write([images[i].reshape(28, 28) for i in pick], rng, "training", rng.random() < 0.5, placed=placed)
+        darkest, owner = np.full(ink.shape, 0.2, np.float32), np.zeros(ink.shape, np.uint8)
+        for k, (top, left, glyph) in enumerate(placed, 1):
+            glyph = glyph[:, : ink.shape[1] - left]  # the strip ends where the last ink does
+            at = (slice(top, top + glyph.shape[0]), slice(left, left + glyph.shape[1]))
+            owner[at][glyph > darkest[at]] = k
+            darkest[at] = np.maximum(darkest[at], glyph)
+        ink, pads = _margin(ink, rng)
+        text = "".join(str(int(labels[i])) for i in pick)
+        out.append((_paper(ink, rng, "training"), np.pad(owner, pads), text))
+    return out
 
 
 def pages(
@@ -197,6 +244,6 @@ def pages(
                 np.pad(strip, ((0, 0), (indent, width - strip.shape[1] - indent))),
                 np.zeros((int(rng.uniform(0.6, 1.5) * strip.shape[0]), width)),
             ]
-        files.append(_paper(_margin(np.concatenate(lines[:-1]).astype(np.float32), rng), rng, family))
+        files.append(_paper(_margin(np.concatenate(lines[:-1]).astype(np.float32), rng)[0], rng, family))
         truths.append(texts)
     return files, truths

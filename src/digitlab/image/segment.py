@@ -35,6 +35,8 @@ DIP = 0.1  # a dip in the outline this deep (share of the height) is where two d
 REACH = 0.3  # a cut's path strays at most this far either side of where it starts
 SIDESTEP = 0.5  # what straying REACH costs, in pixels of ink crossed: prefer straight cuts
 MAX_GROUPS = 400  # per image: beyond this it is a texture or a page of text, not numbers
+LINE_PX = 24  # a piece as the piece model sees it: its line's height this many px, in SHAPE
+SHAPE = (32, 48)  # rows, columns: room for a piece MAX_PIECE wide
 Box = tuple[int, int, int, int]  # top, left, bottom, right
 
 
@@ -75,20 +77,39 @@ class Group:
             if self.positions[j] - self.positions[i] <= MAX_PIECE * self.height or j == i + 1 or (i, j) == (0, last)
         ]
 
-    def piece(self, i: int | None = None, j: int | None = None) -> tuple[np.ndarray, Box] | None:
-        """The 28x28 image of the ink between cuts i and j (the whole group by default) and its
-        box in the work image; None where there is too little ink."""
-        piece = self.own
-        if i is not None:
-            columns = np.arange(self.own.shape[1])[None, :]
-            between = (columns >= self.paths[i][:, None]) & (columns < self.paths[j][:, None])
-            piece = _piece(self.own, self.marks, self.ks, between)
+    def piece(self, i: int | None = None, j: int | None = None) -> tuple[np.ndarray, Box, np.ndarray] | None:
+        """The ink between cuts i and j (the whole group by default): as a digit (28x28, as MNIST
+        draws one), its box in the work image, and as a piece of its line (SHAPE: the line's
+        height kept, so that a half or a pair shows as one); None where there is too little ink."""
+        piece = self.mask(i, j)
         if piece.sum() < 4:
             return None
         rows, cols = np.flatnonzero(piece.any(1)), np.flatnonzero(piece.any(0))
         top, left = self.box[:2]
         box = (top + int(rows[0]), left + int(cols[0]), top + int(rows[-1]) + 1, left + int(cols[-1]) + 1)
-        return to_mnist(self.ink * piece, piece), box
+        return to_mnist(self.ink * piece, piece), box, self._in_line(piece, rows, cols)
+
+    def mask(self, i: int | None = None, j: int | None = None) -> np.ndarray:
+        """The pixels of the group's box between cuts i and j (all its marks by default)."""
+        if i is None:
+            return self.own
+        columns = np.arange(self.own.shape[1])[None, :]
+        between = (columns >= self.paths[i][:, None]) & (columns < self.paths[j][:, None])
+        return _piece(self.own, self.marks, self.ks, between)
+
+    def _in_line(self, piece: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The piece at SHAPE's scale (the line's height to LINE_PX), where it stands in its group."""
+        import cv2
+
+        crop = (self.ink * piece)[: rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+        crop /= max(float(crop.max()), 1e-6)
+        scale = min(LINE_PX / self.height, (SHAPE[1] - 2) / crop.shape[1], (SHAPE[0] - 4) / crop.shape[0])
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        out = np.zeros(SHAPE, np.float32)
+        left = (SHAPE[1] - size[0]) // 2
+        out[2 : 2 + size[1], left : left + size[0]] = small
+        return out
 
 
 @dataclass
