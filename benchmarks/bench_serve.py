@@ -1,14 +1,17 @@
 """A bounded load test of `digitlab serve` on 127.0.0.1: throughput, liveness under load, memory.
 
     python benchmarks/bench_serve.py [--model PATH] [--requests 2000] [--concurrency 8 32]
-                                     [--workers 1] [--saturate 10]
+                                     [--workers 1] [--saturate 10] [--exhaust 20000]
 
 1. Throughput: each request uploads a real MNIST test digit as a 140x140 PNG (multipart), the
    server's whole path: decode, MNIST-style preprocessing, ONNX Runtime, JSON. requests/s,
    p50/p99 latency, errors and 503s, at each concurrency.
 2. Liveness under saturation: /healthz probed every 20 ms, from a process of its own, while 32
    clients keep every worker busy. p50/p99/max (target: p99 under 50 ms).
-3. Memory: the server's peak resident memory (Linux's VmHWM, summed over its processes) after
+3. Connection exhaustion: --exhaust connections opened from this process (loopback), each
+   sending half a request's headers and then nothing, held for --saturate seconds, while
+   /healthz is probed as in 2 (target: p99 under 50 ms); how many the server closed by itself.
+4. Memory: the server's peak resident memory (Linux's VmHWM, summed over its processes) after
    a corpus of hostile inputs, sent two at a time, and the count of 5xx answers
    (targets: under 500 MB, none).
 Count and time bounded: it stops by itself even if the server stalls.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import subprocess
@@ -91,6 +95,39 @@ def probe(url: str, seconds: float) -> None:
             waits.append((time.perf_counter() - t0) * 1e3)
             time.sleep(0.02)
     print(json.dumps(waits))
+
+
+async def exhaust(base: str, n: int, seconds: float) -> tuple[int, int, int]:
+    """`n` connections that send half a request's headers, then nothing, held for `seconds`:
+    how many opened, how many could not, and how many the server had closed by the end."""
+    import resource
+    from urllib.parse import urlsplit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 1024)), hard))
+    url = urlsplit(base)
+    held, failed = [], 0
+
+    async def one() -> None:
+        nonlocal failed
+        try:
+            reader, writer = await asyncio.open_connection(url.hostname, url.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: attacker\r\n")
+            held.append((reader, writer))
+        except OSError:
+            failed += 1
+
+    stop = time.perf_counter() + seconds
+    for start in range(0, n, 500):  # in waves: the backlog is finite either way
+        await asyncio.gather(*(one() for _ in range(min(500, n - start))))
+    await asyncio.sleep(max(0.0, stop - time.perf_counter()))
+    await asyncio.sleep(0)
+    closed = 0
+    for reader, writer in held:
+        with contextlib.suppress(TimeoutError, OSError):
+            closed += reader.at_eof() or bool(await asyncio.wait_for(reader.read(1), 0.001) == b"")
+        writer.close()
+    return len(held), failed, closed
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -180,6 +217,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--saturate", type=float, default=10, help="seconds of /healthz probing under load")
+    parser.add_argument("--exhaust", type=int, default=20_000, help="idle half-open connections (0: skip)")
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: the prober process
     args = parser.parse_args()
     if args.probe:
@@ -199,6 +237,13 @@ def main() -> None:
         )
         load = asyncio.run(hammer(base + "/v1/predict", bodies, 100_000, 32, args.saturate + 1))
         waits = np.array(json.loads(prober.communicate(timeout=TIME_LIMIT)[0]))
+        attack = None
+        if args.exhaust:
+            prober = subprocess.Popen(
+                [sys.executable, __file__, "--probe", base, "--saturate", str(args.saturate)], stdout=subprocess.PIPE
+            )
+            attack = asyncio.run(exhaust(base, args.exhaust, args.saturate + 1))
+            attack_waits = np.array(json.loads(prober.communicate(timeout=TIME_LIMIT)[0]))
         peak, answers = corpus_memory(base, server_pids())
     print(f"machine: {describe_machine()}")
     print(f"server: digitlab serve --workers {args.workers} on 127.0.0.1; clients in other processes, same cores")
@@ -213,6 +258,15 @@ def main() -> None:
     p50, p99 = np.percentile(waits, [50, 99])
     print(f"/healthz under saturation ({len(load[0])} uploads at concurrency 32 in {load[3]:.1f} s, {load[2]} 503s):")
     print(f"  {len(waits)} probes, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {waits.max():.1f} ms (target: p99 < 50 ms)")
+    if attack is not None:
+        p50, p99 = np.percentile(attack_waits, [50, 99])
+        opened, failed, closed = attack
+        print(f"/healthz while {args.exhaust:,} idle half-open connections were opened and held {args.saturate:g} s:")
+        print(f"  {opened:,} opened, {failed:,} could not connect, {closed:,} closed by the server by the end")
+        print(
+            f"  {len(attack_waits)} probes, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {attack_waits.max():.1f} ms "
+            "(target: p99 < 50 ms)"
+        )
     print()
     server_errors = [(name, status) for name, status in answers if status >= 500]
     print(

@@ -7,7 +7,7 @@ traceback for each failed accept. `Guarded`, its HTTP/1.1 protocol with these ad
 
 - a connection whose request headers are not complete within HEADER_TIMEOUT of it opening (or
   of the first byte of its next request, when kept alive) is closed;
-- at most `budget(...)[0]` are open: past it, the connection idle longest (no request in
+- at most `budget(...)[0]` are open (MAX_OPEN, or fewer where open files are short): past it, the connection idle longest (no request in
   progress) is closed for the new one, so a probe always gets in (or the new one, when every
   connection has a request in progress);
 - the soft limit on open files is raised to the hard one at start (`raise_open_files`).
@@ -39,6 +39,12 @@ HEADER_TIMEOUT = 10.0  # seconds from a connection's opening (or a kept-alive on
 KEEP_ALIVE = 5  # seconds an idle kept-alive connection stays open (uvicorn's timeout_keep_alive)
 MAX_HEADERS = 16 * 1024  # bytes of request line and headers (h11's max incomplete event size)
 RESERVE = 64  # open files kept for the process's own (model, logs, metrics, pipes)
+# Connections one process keeps open, far more than two cores serve at once: a flood of idle
+# ones then costs evictions, not memory and a longer turn of the event loop for every request.
+MAX_OPEN = 1024
+# asyncio accepts up to a backlog's worth of connections in one turn of its loop, each through
+# connection_made: a larger batch is a longer stall for the requests and probes already in.
+BACKLOG = 256
 # For whoever runs the server behind slow links, or tests it: seconds, read by every server process.
 ENV_HEADER_TIMEOUT, ENV_BODY_TIMEOUT = "DIGITLAB_SERVE_HEADER_TIMEOUT", "DIGITLAB_SERVE_BODY_TIMEOUT"
 
@@ -81,8 +87,8 @@ def budget(open_files: int) -> tuple[int, int]:
     past the cap is closed two turns of the loop later, so three batches above the cap, and the
     process's own files, must fit: an accept that fails for want of a file descriptor stalls
     every client for a second, and logs a traceback for each of the batch's remaining accepts."""
-    backlog = min(2048, max(16, open_files // 16))
-    return max(16, open_files - RESERVE - 4 * backlog), backlog
+    backlog = min(BACKLOG, max(16, open_files // 16))
+    return min(MAX_OPEN, max(16, open_files - RESERVE - 4 * backlog)), backlog
 
 
 # Per server: its connections waiting for a request, the longest-waiting first.
