@@ -192,3 +192,45 @@ def test_training_numbers_say_whose_ink_each_pixel_is(mnist):
     assert (owner[dark] > 0).mean() > 0.95  # the ink is some digit's
     assert (owner[grey > 0.9] == 0).mean() > 0.99  # the paper is no one's
     assert set(np.unique(owner)) == set(range(len(text) + 1))
+
+
+def test_ctc_decoding_collapses_repeats_and_drops_blanks():
+    from digitlab.training.line_reader import decode
+
+    # Steps read: blank, 1, 1, blank, 1, 2, 2, blank -> "112" (a blank between repeats keeps both).
+    path = [0, 2, 2, 0, 2, 3, 3, 0]
+    logits = np.full((1, len(path), 11), -5.0, np.float32)
+    logits[0, np.arange(len(path)), path] = 5.0
+    ((text, confidence, steps, rows),) = decode(logits)
+    assert text == "112"
+    assert list(steps) == [1, 4, 5]
+    assert confidence.min() > 0.99 and rows.shape == (3, 10) and rows.argmax(1).tolist() == [1, 1, 2]
+
+
+def test_a_number_becomes_one_strip_at_one_height(mnist):
+    from digitlab.image.strip import HEIGHT, WIDTH, strip
+
+    layout = segment.find(written(mnist, "4096"), page=False)
+    image, scale, left = strip(layout.lines[0][0])
+    assert image.shape == (HEIGHT, WIDTH) and image.max() == 1.0
+    rows = np.flatnonzero(image.max(1) > 0.2)
+    assert rows[0] >= 1 and rows[-1] <= HEIGHT - 2  # the whole height, a margin kept
+    cols = np.flatnonzero(image.max(0) > 0.2)
+    assert cols[0] <= 1  # left-aligned
+    assert left == layout.lines[0][0][0].box[1] and scale > 1
+
+
+def test_the_line_reader_reads_what_no_cut_separates(mnist, model, monkeypatch):
+    # "702" written with deep overlaps (the training family's range, test digits): cutting
+    # alone reads the 0 into a neighbour; the line reader, reading the number whole, does not.
+    from digitlab.read import line
+
+    ink = lines.write([digit(mnist, int(c)) for c in "702"], np.random.default_rng(1), "training", True, height=60)
+    image = png(np.pad(ink, 30))
+    answer = predict_image(model, image, number=True)
+    assert answer["number"] == "702", answer["digits"]
+    assert [len(d["top_k"]) for d in answer["digits"]] == [3, 3, 3]
+    boxes = [d["box"] for d in answer["digits"]]
+    assert boxes[0][1] < boxes[1][1] < boxes[2][1]  # left to right in the image as sent
+    monkeypatch.setattr(line, "LINE_SURE", 1.1)  # the reading by cuts alone
+    assert predict_image(model, image, number=True)["number"] != "702"

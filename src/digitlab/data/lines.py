@@ -15,8 +15,8 @@ Two disjoint families of settings, so that what is tuned on one is reported on t
               pencil-grey pen; JPEG. Digits from MNIST's test split.
 
   training    every range above and beyond (heights 24-120 px, gaps 0.04-0.6, overlap 0-0.2,
-              slant either way up to 0.3), MNIST's training digits, PNG or JPEG: what the
-              reader's piece model (training/pieces.py) learns whole digits from halves and pairs on.
+              slant either way up to 0.3), MNIST's training digits, JPEG: what the reader's
+              piece model (training/pieces.py) and line reader (training/line_reader.py) learn on.
 
 Seeds (SEEDS) are the robustness suite's (20,261,129 for test, +10,000 for validation) plus 600
 and up: training uses 0, 1, 2, ..., the suite's own conditions offsets under 400, desks 500.

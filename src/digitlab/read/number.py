@@ -25,6 +25,7 @@ import numpy as np
 from digitlab.image import segment
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model, onnx_session, run_onnx
+from digitlab.read.line import prefer, read_lines
 
 PIECES = Path(__file__).resolve().parents[1] / "assets" / "pieces.onnx"
 WHOLE = 0.25  # weight of the piece model's log-probabilities beside the classifier's
@@ -59,11 +60,10 @@ def read_numbers(model: Model, source: str | Path | bytes | np.ndarray, page: bo
     for g in doubted:
         found[id(g)] = _best(g, scored[id(g)])
     threshold = model.info.get("number_threshold", model.info["threshold"])  # a digit by the user's word
-    numbers = [
-        _number(layout, [r for g in number for r in found.get(id(g), [])], threshold, top_k)
-        for line in layout.lines
-        for number in line
-    ]
+    numbers = [number for line in layout.lines for number in line]
+    read = [_number(layout, [r for g in number for r in found.get(id(g), [])], threshold, top_k) for number in numbers]
+    # Then each number read whole by the line reader, whose reading wins where read/line.py says.
+    numbers = [prefer(n, r, layout, top_k) for n, r in zip(read, read_lines(numbers), strict=True)]
     return {"numbers": numbers, "reason": None if numbers else "no number found", "inverted": layout.inverted}
 
 

@@ -7,9 +7,9 @@ traceback for each failed accept. `Guarded`, its HTTP/1.1 protocol with these ad
 
 - a connection whose request headers are not complete within HEADER_TIMEOUT of it opening (or
   of the first byte of its next request, when kept alive) is closed;
-- at most `budget(...)[0]` are open (MAX_OPEN, or fewer where open files are short): past it, the connection idle longest (no request in
-  progress) is closed for the new one, so a probe always gets in (or the new one, when every
-  connection has a request in progress);
+- at most `budget(...)[0]` are open (MAX_OPEN, or fewer where open files are short): past it,
+  the connection idle longest (no request in progress) is closed for the new one, so a probe
+  always gets in (or the new one, when every connection has a request in progress);
 - the soft limit on open files is raised to the hard one at start (`raise_open_files`).
 
 The body's own deadline is limits.BodyLimit's (a 408). `LOG_CONFIG` is uvicorn's logging with

@@ -1,0 +1,135 @@
+"""The line reader: a written number read whole, no cuts, by a small convnet trained with CTC.
+
+Cutting touching digits apart fails where their strokes overlap deeply: no straight-ish path
+separates them. A reader that slides along the number and says which digit it sees at each
+step, trained with connectionist temporal classification (CTC: the loss sums over every way
+the steps can spell the number, so no step needs a label of its own), learns where one digit
+ends from the digits themselves. It learns from numbers the training family of data/lines.py
+writes with MNIST's training digits, each prepared as reading prepares it (image/segment.py,
+image/strip.py). Train and ship it with:
+
+    python -m digitlab.training.line_reader [--lines 20000] [--out src/digitlab/assets/line.onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.image import segment
+from digitlab.image.strip import HEIGHT, WIDTH, strip
+
+OUT = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
+LINES = 20_000  # numbers written, 1-5 digits each, half of them touching
+MAX_DIGITS = 5  # the longest number the generator writes; CTC's labels are padded to it
+STEPS = WIDTH // 4  # time steps: one per 4 columns, 8 per digit height, room for blanks between
+EPOCHS = 12
+BATCH = 64
+LR = 2e-3  # Adam, cosine-annealed to 0 over the epochs
+SEED = 0
+
+
+def examples(images: np.ndarray, labels: np.ndarray, n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Strips (N, HEIGHT, WIDTH) of `n` written numbers and their digits + 1 (0: CTC's blank),
+    padded with 0 to MAX_DIGITS."""
+    from digitlab.data import lines
+
+    strips, targets = [], []
+    for file, _, text in lines.training(images, labels, n, seed):
+        layout = segment.find(file, page=False)
+        if layout.reason:
+            continue
+        strips.append(strip([g for line in layout.lines for number in line for g in number])[0])
+        targets.append([int(c) + 1 for c in text] + [0] * (MAX_DIGITS - len(text)))
+    return np.stack(strips), np.array(targets, np.int32)
+
+
+def build():
+    """Four conv blocks take the strip's height to one row of STEPS columns; two 1-D convs along
+    it give each step a view of a digit and a half either side; then logits for blank and 0-9."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((HEIGHT, WIDTH, 1))
+    x = inputs
+    for filters, pool in ((16, (2, 2)), (32, (2, 2)), (64, (2, 1)), (64, (2, 1))):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(pool)(x)
+    x = layers.Reshape((STEPS, (HEIGHT // 16) * 64))(x)  # (steps, features)
+    for _ in range(2):
+        x = layers.Conv1D(128, 5, padding="same", activation="relu")(x)
+    x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, layers.Dense(11)(x))
+
+
+def decode(logits: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Greedy CTC decoding of (N, STEPS, 11) logits: for each, the digits read, each digit's
+    probability (at the step where it was read), those steps, and the ten digits' probabilities
+    there (blank left out, renormalised)."""
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    best = p.argmax(-1)
+    out = []
+    for k, path in enumerate(best):
+        keep = np.array([t for t in range(len(path)) if path[t] != 0 and (t == 0 or path[t] != path[t - 1])], int)
+        digits = p[k, keep, 1:]
+        out.append(
+            (
+                "".join(str(path[t] - 1) for t in keep),
+                p[k, keep, path[keep]].astype(np.float32),
+                keep,
+                digits / np.maximum(digits.sum(-1, keepdims=True), 1e-12),
+            )
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=LINES)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+
+    import keras
+
+    from digitlab.data.mnist import load_mnist
+
+    keras.utils.set_random_seed(SEED)
+    data = load_mnist(args.data_dir)
+    x, y = examples(data.x_train.reshape(-1, 28, 28), data.y_train, args.lines)
+    vx, vy = examples(data.x_val.reshape(-1, 28, 28), data.y_val, 1000, seed=SEED + 1)
+    print(f"{len(x):,} numbers; validation {len(vx):,}")
+    model = build()
+    steps = args.epochs * int(np.ceil(len(x) / BATCH))
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(LR, steps)), loss=keras.losses.CTC()
+    )
+    model.fit(x[..., None], y, batch_size=BATCH, epochs=args.epochs, validation_data=(vx[..., None], vy), verbose=2)
+    read = decode(model.predict(vx[..., None], verbose=0))
+    truth = ["".join(str(d - 1) for d in row if d) for row in vy]
+    print(f"validation numbers read exactly: {np.mean([r[0] == t for r, t in zip(read, truth, strict=True)]):.2%}")
+    _export(model, args.out)
+    print(f"wrote {args.out}")
+
+
+def _export(model, out: Path) -> None:
+    import warnings
+
+    import tensorflow as tf
+
+    from digitlab.files import write_atomic
+
+    signature = [tf.TensorSpec((None, HEIGHT, WIDTH, 1), tf.float32, name="strip")]
+    with warnings.catch_warnings():  # Keras' tf2onnx shim trips numpy's np.object notice
+        warnings.simplefilter("ignore", FutureWarning)
+        write_atomic(out, lambda tmp: model.export(str(tmp), format="onnx", verbose=False, input_signature=signature))
+
+
+if __name__ == "__main__":
+    main()
