@@ -236,6 +236,13 @@ def _not_digit_row(condition, confidence, clean, digits, threshold, example=None
     )
 
 
+def _guess(digit: dict) -> int | None:
+    """A number's digit as read, or where it was declined, its top guess."""
+    if digit.get("digit") is not None:
+        return digit["digit"]
+    return digit.get("top_k", [{}])[0].get("digit")
+
+
 def _numbers(model: Model, images, labels, n: int, seed: int, reader: str) -> Result:
     """Written numbers read whole: right only if every digit is read and right."""
     from digitlab.data import synth
@@ -247,9 +254,8 @@ def _numbers(model: Model, images, labels, n: int, seed: int, reader: str) -> Re
     answers = [predict_image(model, f, number=True) for f in files]
     right = np.array([a["number"] == t for a, t in zip(answers, texts, strict=True)])
     declined = np.array([a["number"] is None for a in answers])
-    top = [  # every digit's top guess right, declined or not: the number's "accuracy"
-        len(a["digits"]) == len(t)
-        and all(d.get("top_k", [{}])[0].get("digit") == int(c) for d, c in zip(a["digits"], t, strict=True))
+    top = [  # every digit's reading right, declined (its top guess) or not: the number's "accuracy"
+        len(a["digits"]) == len(t) and all(_guess(d) == int(c) for d, c in zip(a["digits"], t, strict=True))
         for a, t in zip(answers, texts, strict=True)
     ]
     return Result(
