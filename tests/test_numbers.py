@@ -75,7 +75,13 @@ def test_touching_neighbours_are_split(mnist, model):
         assert answer["number"] == labels, (labels, answer["reason"], answer["digits"])
 
 
-def test_a_part_that_is_no_digit_is_named(mnist, model):
+@pytest.mark.parametrize("line_sure", [0.8, 0.0], ids=["shipped", "line-reader-always-sure"])
+def test_a_part_that_is_no_digit_is_named(mnist, model, monkeypatch, line_sure):
+    # The line reader reads a blot as digits; however sure it is, a part the classifier takes
+    # for no digit keeps the number declined.
+    from digitlab.read import line
+
+    monkeypatch.setattr(line, "LINE_SURE", line_sure)
     ink = np.pad(lines.write([digit(mnist, c) for c in (3, 8)], np.random.default_rng(1), "validation"), 30)
     tall = ink.shape[0] - 60
     blot = np.zeros((ink.shape[0], tall))

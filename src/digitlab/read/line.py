@@ -2,9 +2,11 @@
 by training/line_reader.py), and when it wins over the reading by cuts (read/number.py).
 
 The reading by cuts is the classifier's, calibrated, and most numbers end there. The line reader
-has seen deep overlaps that no cut separates; its reading is taken where each of its digits is
-at least LINE_SURE and the reading by cuts was declined, or differs and has a digit under DOUBT.
-Both were chosen on the validation family of data/lines.py (docs/robustness/bench-numbers.md).
+has seen deep overlaps that no cut separates, but never a non-digit: given a letter or a blot it
+reads digits all the same. So its reading is taken only where the reading by cuts found a digit
+in every part, differs from it with a digit under DOUBT, and each of the line reader's digits is
+at least LINE_SURE. Both were chosen on the validation family of data/lines.py
+(docs/robustness/bench-numbers.md).
 """
 
 from __future__ import annotations
@@ -56,10 +58,10 @@ def read_lines(numbers: list[list[segment.Group]]) -> list[tuple]:
 def prefer(number: dict, reading: tuple, layout: segment.Layout, top_k: int = 3) -> dict:
     """`number` (the reading by cuts) or, where the rule above says so, the line reader's."""
     text, confidence, boxes, rows, image = reading
-    if not text or confidence.min() < LINE_SURE:
-        return number
+    if not text or confidence.min() < LINE_SURE or number["number"] is None:
+        return number  # a part the classifier takes for no digit stays declined: the line reader never saw one
     cuts = [d["confidence"] for d in number["digits"]]
-    if number["number"] is not None and (number["number"] == text or min(cuts, default=0) >= DOUBT):
+    if number["number"] == text or min(cuts, default=0) >= DOUBT:
         return number
     digits = [
         {

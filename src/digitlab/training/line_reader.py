@@ -8,7 +8,7 @@ ends from the digits themselves. It learns from numbers the training family of d
 writes with MNIST's training digits, each prepared as reading prepares it (image/segment.py,
 image/strip.py). Train and ship it with:
 
-    python -m digitlab.training.line_reader [--lines 20000] [--out src/digitlab/assets/line.onnx]
+    python -m digitlab.training.line_reader [--lines 40000] [--out src/digitlab/assets/line.onnx]
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from digitlab.image import segment
 from digitlab.image.strip import HEIGHT, WIDTH, strip
 
 OUT = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
-LINES = 20_000  # numbers written, 1-5 digits each, half of them touching
+LINES = 40_000  # numbers written, 1-5 digits each, half of them touching
 MAX_DIGITS = 5  # the longest number the generator writes; CTC's labels are padded to it
 STEPS = WIDTH // 4  # time steps: one per 4 columns, 8 per digit height, room for blanks between
-EPOCHS = 12
+EPOCHS = 14
 BATCH = 64
 LR = 2e-3  # Adam, cosine-annealed to 0 over the epochs
 SEED = 0
