@@ -57,7 +57,7 @@ def read_lines(numbers: list[list[segment.Group]]) -> list[tuple]:
 
 def prefer(number: dict, reading: tuple, layout: segment.Layout, top_k: int = 3) -> dict:
     """`number` (the reading by cuts) or, where the rule above says so, the line reader's."""
-    text, confidence, boxes, rows, image = reading
+    text, confidence, boxes, rows, _ = reading
     if not text or confidence.min() < LINE_SURE or number["number"] is None:
         return number  # a part the classifier takes for no digit stays declined: the line reader never saw one
     cuts = [d["confidence"] for d in number["digits"]]
@@ -73,4 +73,4 @@ def prefer(number: dict, reading: tuple, layout: segment.Layout, top_k: int = 3)
         for c, p, b, row in zip(text, confidence, boxes, rows, strict=True)
     ]
     confident = round(float(np.prod(confidence)), 6)
-    return {**number, "number": text, "confidence": confident, "digits": digits, "reason": None, "image28": image}
+    return {**number, "number": text, "confidence": confident, "digits": digits}  # image28: the cut pieces
