@@ -173,13 +173,11 @@ def _savedmodel_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
 
 def _export_onnx(model, path: Path, signature, info: dict) -> None:
     """ONNX with the serving calibration and model card inside, so one file is the whole model."""
-    import warnings
-
     import onnx
 
-    with warnings.catch_warnings():  # Keras' tf2onnx shim trips numpy's np.object notice; not ours to fix
-        warnings.simplefilter("ignore", FutureWarning)
-        model.export(str(path), format="onnx", verbose=False, input_signature=signature)
+    from digitlab.nn.backend import export_onnx
+
+    export_onnx(model, path, signature)
     proto = onnx.load(str(path))
     for key, value in info.items():
         entry = proto.metadata_props.add()

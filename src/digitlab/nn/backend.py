@@ -9,6 +9,7 @@ asked for its logs with TF_CPP_MIN_LOG_LEVEL=0 or 1. Python errors still surface
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from digitlab.environment import temporarily
 
@@ -54,4 +55,13 @@ def tf_errors_only() -> Iterator[None]:
         logger.setLevel(level)
 
 
-__all__ = ["keras", "tf", "tf_errors_only"]
+def export_onnx(model, path: str | Path, signature: list) -> None:
+    """`model` as ONNX at `path`, its inputs as `signature` (tf.TensorSpecs) say."""
+    import warnings
+
+    with warnings.catch_warnings():  # Keras' tf2onnx shim trips numpy's np.object notice; not ours to fix
+        warnings.simplefilter("ignore", FutureWarning)
+        model.export(str(path), format="onnx", verbose=False, input_signature=signature)
+
+
+__all__ = ["export_onnx", "keras", "tf", "tf_errors_only"]

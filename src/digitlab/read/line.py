@@ -32,16 +32,41 @@ def _session():
     return onnx_session(LINE)
 
 
+def reread(read: list[dict], numbers: list[list[segment.Group]], layout: segment.Layout, top_k: int = 3) -> list[dict]:
+    """`read` (each of `numbers` read by cuts), with the line reader's reading where the rule above
+    says: only numbers the cuts read whole with a doubtful digit are read again."""
+    doubted = [
+        k for k, n in enumerate(read) if n["number"] is not None and min(d["confidence"] for d in n["digits"]) < DOUBT
+    ]
+    out = list(read)
+    for k, (text, confidence, boxes, rows) in zip(doubted, read_lines([numbers[k] for k in doubted]), strict=True):
+        if text and text != read[k]["number"] and confidence.min() >= LINE_SURE:
+            digits = [
+                {
+                    "digit": int(c),
+                    "confidence": round(float(p), 6),
+                    "top_k": [
+                        {"digit": int(d), "probability": round(float(row[d]), 6)} for d in np.argsort(-row)[:top_k]
+                    ],
+                    "box": layout.source_box(b),
+                }
+                for c, p, b, row in zip(text, confidence, boxes, rows, strict=True)
+            ]
+            # image28 stays the cut pieces: what --show and the suite's picture draw, 28 rows tall
+            out[k] = {**read[k], "number": text, "confidence": round(float(np.prod(confidence)), 6), "digits": digits}
+    return out
+
+
 def read_lines(numbers: list[list[segment.Group]]) -> list[tuple]:
     """Each number read whole: its digits, each digit's probability, box (work image) and ten
-    digits' probabilities, and the strip the reader saw."""
+    digits' probabilities."""
     if not numbers:
         return []
     strips = [strip(groups) for groups in numbers]
     session = _session()
     feeds = {session.get_inputs()[0].name: np.stack([s for s, _, _ in strips])[..., None]}
     out = []
-    for groups, (image, scale, left), (text, confidence, steps, rows) in zip(
+    for groups, (_, scale, left), (text, confidence, steps, rows) in zip(
         numbers, strips, decode(run_onnx(session, LINE, feeds)), strict=True
     ):
         top, first, bottom, last = segment.union([g.box for g in groups])
@@ -51,26 +76,5 @@ def read_lines(numbers: list[list[segment.Group]]) -> list[tuple]:
             (top, max(first, left + int(a * scale)), bottom, min(last, left + int(np.ceil(b * scale))))
             for a, b in itertools.pairwise(edges)
         ]
-        out.append((text, confidence, boxes, rows, image))
+        out.append((text, confidence, boxes, rows))
     return out
-
-
-def prefer(number: dict, reading: tuple, layout: segment.Layout, top_k: int = 3) -> dict:
-    """`number` (the reading by cuts) or, where the rule above says so, the line reader's."""
-    text, confidence, boxes, rows, _ = reading
-    if not text or confidence.min() < LINE_SURE or number["number"] is None:
-        return number  # a part the classifier takes for no digit stays declined: the line reader never saw one
-    cuts = [d["confidence"] for d in number["digits"]]
-    if number["number"] == text or min(cuts, default=0) >= DOUBT:
-        return number
-    digits = [
-        {
-            "digit": int(c),
-            "confidence": round(float(p), 6),
-            "top_k": [{"digit": int(d), "probability": round(float(row[d]), 6)} for d in np.argsort(-row)[:top_k]],
-            "box": layout.source_box(b),
-        }
-        for c, p, b, row in zip(text, confidence, boxes, rows, strict=True)
-    ]
-    confident = round(float(np.prod(confidence)), 6)
-    return {**number, "number": text, "confidence": confident, "digits": digits}  # image28: the cut pieces

@@ -25,7 +25,7 @@ import numpy as np
 from digitlab.image import segment
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model, onnx_session, run_onnx
-from digitlab.read.line import prefer, read_lines
+from digitlab.read.line import reread
 
 PIECES = Path(__file__).resolve().parents[1] / "assets" / "pieces.onnx"
 WHOLE = 0.25  # weight of the piece model's log-probabilities beside the classifier's
@@ -62,8 +62,8 @@ def read_numbers(model: Model, source: str | Path | bytes | np.ndarray, page: bo
     threshold = model.info.get("number_threshold", model.info["threshold"])  # a digit by the user's word
     numbers = [number for line in layout.lines for number in line]
     read = [_number(layout, [r for g in number for r in found.get(id(g), [])], threshold, top_k) for number in numbers]
-    # Then each number read whole by the line reader, whose reading wins where read/line.py says.
-    numbers = [prefer(n, r, layout, top_k) for n, r in zip(read, read_lines(numbers), strict=True)]
+    # Then the doubtful ones read whole by the line reader, whose reading wins where read/line.py says.
+    numbers = reread(read, numbers, layout, top_k)
     return {"numbers": numbers, "reason": None if numbers else "no number found", "inverted": layout.inverted}
 
 
@@ -121,8 +121,8 @@ def _best(
             if s > score[j]:
                 score[j], back[j], read[j] = s, i, (p, box, image, int(joint.argmax()))
     if score[-1] == -np.inf:  # no path of pieces with ink: the group whole
-        whole = scored.get((0, n - 1))
-        return [(*whole[:3], int(whole[0].argmax()))] if whole else []
+        entire = scored.get((0, n - 1))
+        return [(*entire[:3], int(entire[0].argmax()))] if entire else []
     chosen, j = [], n - 1
     while j > 0:
         chosen.append(read[j])

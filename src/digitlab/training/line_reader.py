@@ -119,16 +119,11 @@ def main() -> None:
 
 
 def _export(model, out: Path) -> None:
-    import warnings
-
-    import tensorflow as tf
-
     from digitlab.files import write_atomic
+    from digitlab.nn.backend import export_onnx, tf
 
     signature = [tf.TensorSpec((None, HEIGHT, WIDTH, 1), tf.float32, name="strip")]
-    with warnings.catch_warnings():  # Keras' tf2onnx shim trips numpy's np.object notice
-        warnings.simplefilter("ignore", FutureWarning)
-        write_atomic(out, lambda tmp: model.export(str(tmp), format="onnx", verbose=False, input_signature=signature))
+    write_atomic(out, lambda tmp: export_onnx(model, tmp, signature))
 
 
 if __name__ == "__main__":
