@@ -17,11 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("DIGITLAB_DATA_DIR", ROOT.parent / "shared" / "data" / "mnist")).resolve()
 
 
+@pytest.fixture(scope="session")
+def inputs_cache(tmp_path_factory) -> Path:
+    """One cache of evaluation inputs (cache.py) for the session: its entries are named by what
+    made them, so tests share them as runs on one machine do."""
+    return tmp_path_factory.mktemp("inputs")
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory, monkeypatch):
+def isolated_env(tmp_path_factory, monkeypatch, inputs_cache):
     """No downloads; caches point at an empty temp home so a user's own copy never leaks in."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("DIGITLAB_OFFLINE", "1")
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(inputs_cache))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("KERAS_HOME", str(home / ".keras"))
     monkeypatch.delenv("DIGITLAB_DATA_DIR", raising=False)

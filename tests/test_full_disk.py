@@ -98,3 +98,23 @@ def test_a_disk_that_fills_during_the_first_epoch_is_one_line_and_leaves_nothing
     error = one_error_line(stderr)
     assert error.startswith(f"error: cannot write the run folder {out} (No space left on device)")
     assert list(disk.iterdir()) == []  # no epoch was backed up: nothing to resume, nothing kept
+
+
+def test_a_disk_that_fills_under_tensorboards_writer_is_the_same_one_line(disk, mnist):
+    # TensorFlow's file writers (TensorBoard's logs) raise its own error, not OSError: before
+    # the fix the run was recorded as failed, onto the full disk, and the CLI said "cannot write None".
+    from digitlab.errors import DigitlabError
+    from digitlab.nn.backend import keras
+    from digitlab.training.loop import train
+
+    class FillAfterAStep(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if not (disk / "filler").exists():
+                fill(disk, leave=0)
+
+    with pytest.raises(DigitlabError) as raised:
+        train(CONFIG, mnist, disk / "run", verbose=0, callbacks=[FillAfterAStep()])
+    assert str(raised.value) == (
+        f"cannot write the run folder {disk / 'run'} (No space left on device); free some space or choose another --out"
+    )
+    assert [p.name for p in disk.iterdir()] == ["filler"]  # no epoch was backed up: nothing kept

@@ -113,3 +113,15 @@ def test_the_table_gives_each_read_right_figure_its_interval(suites):
     photo = next(r for r in suites["digitlab"].rows if r.condition == "photo")
     low, high = robustness.wilson(photo.read, photo.n)
     assert f"| {photo.read:.1%} ({low:.1%}-{high:.1%}) |" in table
+
+
+def test_a_suite_read_back_from_the_cache_scores_as_one_made_afresh(mnist, monkeypatch, tmp_path):
+    # The conditions' prepared images are kept (cache.py): read back, they score to the last bit
+    # as when every image is rendered and prepared again.
+    model = load()
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(tmp_path / "inputs"))
+    made, read_back = (robustness.measure([model], mnist.x_test, mnist.y_test, n=10, wild=True)[0] for _ in range(2))
+    assert len(list((tmp_path / "inputs").glob("suite-*.npz"))) == len(synth.KINDS) + len(negatives.EVAL_KINDS) + 1
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", "off")
+    afresh = robustness.measure([model], mnist.x_test, mnist.y_test, n=10, wild=True)[0]
+    assert made.to_json() == read_back.to_json() == afresh.to_json()

@@ -85,10 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         if e.errno not in DISK_ERRORS:
             raise
-        typer.echo(
-            f"error: cannot write {e.filename} ({os.strerror(e.errno)}); free some space or choose another folder",
-            err=True,
-        )
+        where = e.filename or "to the disk"  # some writers (TensorFlow's) do not say which file
+        reason = os.strerror(e.errno)
+        typer.echo(f"error: cannot write {where} ({reason}); free some space or choose another folder", err=True)
         return 2
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)

@@ -39,6 +39,9 @@ MAX_MARKS = 8  # a digit is one to three strokes; more separate marks of similar
 SPAN = 0.7  # a digit on a sheet spans at most this share of it; ink that spans more is printed lines
 
 
+CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)  # a pixel's four neighbours
+
+
 @dataclass
 class Prepared:
     """The 28x28 image the model sees, and what preprocessing found on the way."""
@@ -74,7 +77,8 @@ def decode(source: str | Path | bytes | np.ndarray) -> tuple[np.ndarray, tuple[i
         image.seek(0)  # first frame of an animation
         upright = (image.width, image.height) if _turned(image) else (image.height, image.width)
         _draft(image)
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(0x0112, 1) != 1:  # turned or mirrored (exif_transpose copies even when not)
+            image = ImageOps.exif_transpose(image)
         image.load()
         image = _reduce(image)
     except Image.DecompressionBombError:
@@ -138,10 +142,7 @@ def _shrink(grey: np.ndarray, work: int = WORK_SIZE) -> np.ndarray:
 
 def otsu(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold: the cut that maximises the between-class variance of the histogram."""
-    values = np.asarray(values).ravel()
-    values = values[(values >= 0) & (values <= 1)].astype(np.float64 if values.dtype.kind != "f" else values.dtype)
-    # np.histogram's counts, faster: with bins a power of two, value * bins is exact and its floor the bin.
-    hist = np.bincount(np.minimum((values * bins).astype(np.int64), bins - 1), minlength=bins)
+    hist = _histogram(np.asarray(values), bins)
     edges = np.linspace(0.0, 1.0, bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     weight = np.cumsum(hist)
@@ -153,6 +154,21 @@ def otsu(values: np.ndarray, bins: int = 256) -> float:
     # not its first bin, so the cut keeps its distance from both paper and ink.
     best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
     return float(centres[best].mean())
+
+
+def _histogram(values: np.ndarray, bins: int) -> np.ndarray:
+    """Counts of the values in [0, 1] in `bins` equal bins, 1 in the last (what is outside is left out)."""
+    import cv2  # its float histogram bins exactly as floor(value * bins) does, 1.5x faster than numpy's
+
+    if values.dtype == np.float32 and values.ndim <= 2 and not np.isnan(values).any():
+        counts = cv2.calcHist([values.reshape(-1, 1) if values.ndim < 2 else values], [0], None, [bins], [0, 1])
+        counts = counts.ravel().astype(np.int64)
+        counts[-1] += np.count_nonzero(values == 1.0)  # the range's end, which calcHist leaves out
+        return counts
+    values = values.ravel()
+    values = values[(values >= 0) & (values <= 1)].astype(np.float64 if values.dtype.kind != "f" else values.dtype)
+    # With bins a power of two, value * bins is exact and its floor the bin.
+    return np.bincount(np.minimum((values * bins).astype(np.int64), bins - 1), minlength=bins)
 
 
 def ink_image(grey: np.ndarray, work: int = WORK_SIZE) -> tuple[np.ndarray, bool]:
@@ -167,18 +183,35 @@ def ink_image(grey: np.ndarray, work: int = WORK_SIZE) -> tuple[np.ndarray, bool
     # Uneven light: a grey opening wider than any stroke erases the strokes and keeps the paper.
     # "Wider than any stroke" is measured, not assumed: a fat marker would otherwise be hollowed.
     rough = ink > otsu(ink)
-    width = stroke_width(rough) if rough.any() else 1.0
-    size = max(3, int(max(ink.shape) / 6), int(3 * width)) | 1
+    size = max(3, int(max(ink.shape) / 6))
+    size = max(size, int(3 * stroke_width(rough)) if _may_be_wider(rough, size / 3) else 0) | 1
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
     opened = cv2.morphologyEx(np.asarray(ink, np.float32), cv2.MORPH_OPEN, square, borderType=cv2.BORDER_REFLECT)
     paper = cv2.blur(opened, (size, size), borderType=cv2.BORDER_REFLECT)
     return np.clip(ink - paper, 0.0, 1.0), inverted
 
 
+def _may_be_wider(mask: np.ndarray, width: float) -> bool:
+    """Whether the strokes of `mask` may be wider than `width` on average: the cheap check that
+    spares most images stroke_width's distance transform. A stroke's width is at most twice its
+    greatest distance to the edge, which is at most r*sqrt(2) where a (2r+1) square fits nowhere."""
+    import cv2
+
+    r = int(width / (2 * np.sqrt(2)))
+    if not mask.any():
+        return False
+    if r < 1:
+        return True
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1))
+    return bool(cv2.erode(mask.view(np.uint8), square, borderType=cv2.BORDER_REFLECT).any())
+
+
 def ink_mask(ink: np.ndarray, sheet: bool = False) -> tuple[np.ndarray | None, int]:
     """The ink pixels without specks and how many separate marks they form; None if no ink.
     On a `sheet` found on a desk (scene.py), ink that spans it is printed rules or squares, fainter
     than a pen: cut again, between them and the pen's ink."""
+    import cv2  # its labelling counts each mark's pixels as it goes: scipy's label and a bincount, 1.6x slower
+
     if ink.max() < MIN_CONTRAST:
         return None, 0
     mask = ink > max(otsu(ink), MIN_CONTRAST / 2)
@@ -186,13 +219,14 @@ def ink_mask(ink: np.ndarray, sheet: bool = False) -> tuple[np.ndarray | None, i
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         if max((rows[-1] - rows[0]) / ink.shape[0], (cols[-1] - cols[0]) / ink.shape[1]) > SPAN:
             mask = ink > otsu(ink[mask])
-    labels, n = ndimage.label(mask)
-    if n == 0:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=4)
+    if n < 2:
         return None, 0
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # pixels in each mark
-    keep = np.flatnonzero(sizes >= SPECK * sizes.max()) + 1
-    mask = np.isin(np.arange(n + 1), keep)[labels]
-    return (mask, len(keep)) if mask.sum() >= 4 else (None, 0)
+    sizes = stats[1:, cv2.CC_STAT_AREA]  # pixels in each mark
+    keep = sizes >= SPECK * sizes.max()
+    if not keep.all():
+        mask = np.concatenate([[False], keep])[labels]
+    return (mask, int(keep.sum())) if mask.sum() >= 4 else (None, 0)
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -209,11 +243,13 @@ def stroke_width(mask: np.ndarray) -> float:
 
 def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Crop the ink, scale its longer side to 20 px, and centre its mass in 28x28."""
+    import cv2
+
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     crop_mask = mask[top:bottom, left:right]
     # The soft ink (anti-aliased edges) within a pixel of the mask, strongest stroke made 1.
-    near = ndimage.binary_dilation(crop_mask, iterations=1)
+    near = cv2.dilate(crop_mask.view(np.uint8), CROSS) > 0
     crop = np.where(near, ink[top:bottom, left:right], 0.0)
     crop = np.clip(crop / max(np.percentile(crop[crop_mask], 90), 1e-6), 0.0, 1.0)
     scale = BOX / max(crop.shape)

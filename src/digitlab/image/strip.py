@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from digitlab.image.segment import Group, union
+from digitlab.image.segment import Group, joined
 
 HEIGHT = 32
 WIDTH = 192  # 6 digit heights: five wide digits with ordinary gaps; wider numbers shrink
@@ -23,12 +23,7 @@ def strip(groups: list[Group]) -> tuple[np.ndarray, float, int]:
     strip column, and the work image's column where the strip starts."""
     import cv2
 
-    top, left, bottom, right = union([g.box for g in groups])
-    ink = np.zeros((bottom - top, right - left), np.float32)
-    for g in groups:
-        t, lf, b, r = g.box
-        region = ink[t - top : b - top, lf - left : r - left]
-        np.maximum(region, g.ink * g.own, out=region)
+    ink, _, (_, left, _, _) = joined(groups)
     if ink.max() > 0:
         ink /= max(float(np.percentile(ink[ink > 0], 90)), 1e-6)
     ink = np.clip(ink, 0.0, 1.0)

@@ -18,10 +18,12 @@ tables.py writes the suite's files: robustness.json, .csv, .md and .png.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from digitlab import cache
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
 from digitlab.robustness.wild import family, numbers
@@ -165,6 +167,18 @@ def measure(
 
     seed = suite_seed(split)
     images, labels = images.reshape(-1, 28, 28), np.asarray(labels)
+    source = cache.fingerprint(images), cache.fingerprint(labels)
+
+    def prepared(condition: str, make: Callable[[], tuple[list[bytes], np.ndarray]]) -> tuple[np.ndarray, ...]:
+        """A condition's images through preprocessing, which ones it let through, and their labels:
+        the same for every model, so made once (cache.py)."""
+
+        def made() -> tuple[np.ndarray, ...]:
+            files, truth = make()
+            return (*prepare_files(files, reader), np.asarray(truth))
+
+        return cache.arrays("suite", (condition, n, seed, reader, *source), made)
+
     rows: list[list[Result]] = [[] for _ in models]
     digit_confidence: list[list[np.ndarray]] = [[] for _ in models]
 
@@ -185,15 +199,15 @@ def measure(
         each("MNIST-C", name, corrupted, np.ones(len(some), bool), labels[some], track=False)
 
     for kind in synth.KINDS:
-        files, kind_labels = real_inputs(kind, images, labels, n, seed)
-        each("real input", kind, *prepare_files(files, reader), kind_labels, track=True)
+        seen, ok, truth = prepared(f"real input {kind}", lambda kind=kind: real_inputs(kind, images, labels, n, seed))
+        each("real input", kind, seen, ok, truth, track=True)
 
     for m, model in enumerate(models):
         rows[m].append(_numbers(model, images, labels, n, seed + 200, reader))
 
     if wild:  # what users photograph: the generators' family of this split (wild.py)
-        files, desk_labels = scenes.render(images, labels, n, family=family(split))
-        each("in the wild", "desk photos", *prepare_files(files, reader), desk_labels, track=False)
+        seen, ok, truth = prepared("desk photos", lambda: scenes.render(images, labels, n, family=family(split)))
+        each("in the wild", "desk photos", seen, ok, truth, track=False)
         for m, model in enumerate(models):
             if reader == "naive":  # the demo has no segmentation: numbers are not measured
                 rows[m] += [Result("in the wild", c, 0) for c in ("one height", "touching", "pages")]
@@ -204,7 +218,7 @@ def measure(
     against = [(confidences[0], np.concatenate(confidences)) for confidences in digit_confidence]
     pooled: list[list[np.ndarray]] = [[] for _ in models]
     for kind in negatives.EVAL_KINDS:
-        seen, ok = prepare_files(not_digits(kind, n, seed), reader)
+        seen, ok, _ = prepared(f"not digits {kind}", lambda kind=kind: (not_digits(kind, n, seed), []))
         for m, model in enumerate(models):
             confidence, _ = read_prepared(model, seen, ok)
             pooled[m].append(confidence)

@@ -61,6 +61,23 @@ class Checkpoints(keras.callbacks.Callback):
                 older.unlink(missing_ok=True)
 
 
+class EpochSeeds(keras.callbacks.Callback):
+    """Every random generator of the trained model (augmentation, dropout) starts each epoch at
+    (its seed, the epoch), never where the epoch before left it. Keras saves no generator state
+    with the weights, so a resumed run's generators would start again at epoch 1's draws; drawn
+    this way, it draws what the unbroken run drew. (The training order is drawn from the seed and
+    the epoch too: loop.batches.)"""
+
+    def on_train_begin(self, logs=None):
+        # A generator's state is [seed, draws so far]; its seed never changes.
+        states = [v for v in self.model.non_trainable_variables if v.name == "seed_generator_state"]
+        self.generators = [(state, int(state.numpy()[0])) for state in states]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for state, seed in self.generators:  # 2**32 draws an epoch before two epochs' could meet
+            state.assign(np.array([seed, epoch << 32], np.int64))
+
+
 def last_backup(run: Run):
     """The latest epoch backed up, and its file (0 and None before the first)."""
     found = [(int(m.group(1)), p) for p in run.backup.glob("epoch-*.keras") if (m := BACKUP.fullmatch(p.name))]

@@ -26,6 +26,7 @@ from digitlab.training.callbacks import (
     Checkpoints,
     CtrlC,
     Deadline,
+    EpochSeeds,
     ResumableEarlyStopping,
     full_history,
     last_backup,
@@ -41,14 +42,28 @@ STEPS_PER_EXECUTION = 10  # steps per call into TensorFlow: fewer Python round-t
 WARMUP = 0.2  # share of the steps the one-cycle schedule spends warming up
 
 
-def batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = True) -> tf.data.Dataset:
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None = None, step=None) -> tf.data.Dataset:
     """One pass over a split in batches, its last batch partial. The arrays become tensors once;
-    each pass (each new iterator: each epoch) gathers them in a new order inside TensorFlow."""
+    each pass (each new iterator: each epoch) gathers them inside TensorFlow, in order, or with a
+    `seed` in an order drawn from (seed, epoch): the epoch is `step`, a count of training steps
+    (the optimizer's), over the steps of a pass, read as the pass begins. An epoch's order thus
+    depends on nothing else: a run resumed at epoch 3, its optimizer restored from the backup,
+    takes epoch 3's order, as the unbroken run did (a shuffle's own generator would restart)."""
     n, x, y = len(x), tf.constant(x), tf.constant(y)
-    order = tf.data.Dataset.range(n)
-    if shuffle:  # a new permutation each pass, the same ones for the same seed
-        order = order.shuffle(n, reshuffle_each_iteration=True)
-    dataset = order.batch(batch_size).map(lambda batch: (tf.gather(x, batch), tf.gather(y, batch))).prefetch(1)
+    if seed is None:
+        order = tf.data.Dataset.range(n).batch(batch_size)
+    else:
+        steps = -(-n // batch_size)
+
+        def permutation(_):  # once per pass: the variable is read when the pass begins
+            epoch = tf.convert_to_tensor(step) // steps
+            seeds = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+            shuffled = tf.random.experimental.stateless_shuffle(tf.range(n), seeds)
+            return tf.data.Dataset.from_tensor_slices(shuffled).batch(batch_size)
+
+        # flat_map hides the length; fit() needs it (steps per epoch, the progress bar)
+        order = tf.data.Dataset.range(1).flat_map(permutation).apply(tf.data.experimental.assert_cardinality(steps))
+    dataset = order.map(lambda batch: (tf.gather(x, batch), tf.gather(y, batch))).prefetch(1)
     # Autotuning off: with it, tearing down an iterator stalled for ~1.3 s in 4 of 10 `fast`
     # runs (Keras' own pipeline for arrays autotunes). One gather per batch needs no tuning.
     options = tf.data.Options()
@@ -91,8 +106,7 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int,
 
 def prepare_fit(model: keras.Model, config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
     """Compile `model` to train on (x, y) under `config`; returns the training batches for fit()."""
-    train_batches = batches(x, y, config.batch_size)
-    compile_model(model, config, len(train_batches), soft=y.ndim == 2)
+    compile_model(model, config, -(-len(x) // config.batch_size), soft=y.ndim == 2)
     # The optimizer's and the metrics' variables, created now from two examples. Left to fit(),
     # they are created while TensorFlow traces the first training step, so it traces it twice:
     # ~0.5 s more per run, a tenth of `fast`'s training (BENCHMARKS.md).
@@ -101,7 +115,9 @@ def prepare_fit(model: keras.Model, config: TrainConfig, x: np.ndarray, y: np.nd
     model.compute_loss(x[:2], y[:2], predicted)
     model.compute_metrics(x[:2], y[:2], predicted, None)
     model.reset_metrics()
-    return train_batches
+    # Each epoch's order from (seed, epoch), the epoch told by the optimizer's step count, which
+    # a backup restores: no other state to save, and fit() without train()'s callbacks gets it too.
+    return batches(x, y, config.batch_size, config.seed, model.optimizer.iterations)
 
 
 def as_float32(model: keras.Model, name: str, params: dict | None = None) -> keras.Model:
@@ -135,7 +151,7 @@ def prepare(config: TrainConfig, data: MNIST, y_train: np.ndarray | None = None)
     y_val = targets(data.y_val, config)
     if y.ndim == 2 and y_val.ndim == 1:  # the loss takes rows of ten: validation's labels as one-hot
         y_val = np.eye(10, dtype=np.float32)[y_val]
-    val_batches = batches(data.x_val, y_val, config.batch_size, shuffle=False)
+    val_batches = batches(data.x_val, y_val, config.batch_size)
     return Setup(model, trainer, train_batches, val_batches, len(x) - len(data.x_train))
 
 
@@ -152,6 +168,18 @@ def targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
     digit = labels != NOT_A_DIGIT
     rows[digit] = keras.utils.to_categorical(labels[digit], 10)
     return rows
+
+
+def disk_errno(error: BaseException) -> int | None:
+    """The errno of the full or read-only disk behind `error`, else None. TensorFlow's own file
+    writers (TensorBoard's logs) raise its errors, not OSError, with the system's message; taken
+    for any other failure, they had train() record the failure onto the full disk, which failed
+    in turn, and the CLI said "cannot write None" without a word of --resume."""
+    if isinstance(error, OSError):
+        return error.errno if error.errno in DISK_ERRORS else None
+    if isinstance(error, tf.errors.OpError):
+        return next((code for code in sorted(DISK_ERRORS) if os.strerror(code) in error.message), None)
+    return None
 
 
 def train(
@@ -205,6 +233,7 @@ def train(
                 all_callbacks = [
                     Checkpoints(run, model),  # first: its backup is restored before the others begin
                     ResumableEarlyStopping(run, model, config.patience),
+                    EpochSeeds(),  # augmentation's and dropout's draws from (seed, epoch), resumed or not
                     keras.callbacks.TensorBoard(log_dir=str(run.logs)),
                     *deadline,
                     *(callbacks or []),
@@ -235,17 +264,17 @@ def train(
         remove_backup(run)  # the model is kept: nothing left to resume
         return run.path
     except BaseException as e:
-        if isinstance(e, OSError) and e.errno in DISK_ERRORS:
+        if (code := disk_errno(e)) is not None:
             # A full or read-only disk: a new run with no epoch backed up has nothing to resume,
             # so nothing of it is left behind; a longer one keeps its backup for --resume.
             if new_run and last_backup(run)[1] is None:
                 shutil.rmtree(run.path, ignore_errors=True)
                 raise DigitlabError(
-                    f"cannot write the run folder {run.path} ({os.strerror(e.errno)}); "
+                    f"cannot write the run folder {run.path} ({os.strerror(code)}); "
                     "free some space or choose another --out"
                 ) from None
             raise DigitlabError(
-                f"cannot write {e.filename or run.path} ({os.strerror(e.errno)}); "
+                f"cannot write {getattr(e, 'filename', None) or run.path} ({os.strerror(code)}); "
                 f"free some space, then `digitlab train --resume {run.path}`"
             ) from None
         run.fail(e)

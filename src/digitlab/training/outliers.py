@@ -15,6 +15,7 @@ from itertools import chain
 
 import numpy as np
 
+from digitlab import cache
 from digitlab.image.preprocess import prepare
 
 NOT_A_DIGIT = -1  # the label of a negative in training targets (see training.targets)
@@ -59,6 +60,11 @@ def validation_set(n: int, digits: np.ndarray) -> np.ndarray:
 
 
 def _negatives(n: int, stream: int, digits: np.ndarray) -> np.ndarray:
+    """Made once for each (n, stream, digits) and then read back (cache.py): the same for every model."""
+    return cache.arrays("negatives", (n, stream, cache.fingerprint(digits)), lambda: (_make(n, stream, digits),))[0]
+
+
+def _make(n: int, stream: int, digits: np.ndarray) -> np.ndarray:
     from digitlab.data.negatives import training
 
     rng = np.random.default_rng(stream)
