@@ -240,3 +240,39 @@ def test_the_line_reader_reads_what_no_cut_separates(mnist, model, monkeypatch):
     assert boxes[0][1] < boxes[1][1] < boxes[2][1]  # left to right in the image as sent
     monkeypatch.setattr(line, "LINE_SURE", 1.1)  # the reading by cuts alone
     assert predict_image(model, image, number=True)["number"] != "702"
+
+
+def test_the_line_reader_answers_where_the_cuts_decline(mnist, model, monkeypatch):
+    # "101" with its digits touching (validation settings, test digits): the cuts find two parts
+    # and take the first for no digit; the line reader, which learnt to read non-digits as
+    # nothing, reads the number whole.
+    from digitlab.read import line
+
+    files, texts = lines.numbers(mnist.x_test.reshape(-1, 28, 28), mnist.y_test, 31, "validation", True)
+    assert texts[30] == "101"
+    answer = predict_image(model, files[30], number=True)
+    assert answer["number"] == "101" and answer["reason"] is None, answer["digits"]
+    monkeypatch.setattr(line, "ANSWER", np.inf)  # the cuts alone
+    declined = predict_image(model, files[30], number=True)
+    assert declined["number"] is None and declined["reason"].startswith("part 1 of 2 does not look like a digit")
+
+
+def test_the_line_reader_reads_a_blot_as_nothing():
+    from digitlab.read.line import read_lines
+
+    blot = np.zeros((120, 120))
+    blot[30:90, 30:85] = 1.0  # a filled square: ink, but no digit
+    layout = segment.find(png(blot), page=False)
+    ((text, confidence, boxes, _),) = read_lines([layout.lines[0][0]])
+    assert text == "" and len(confidence) == len(boxes) == 0
+
+
+def test_the_line_reader_learns_non_digits_as_nothing(mnist):
+    from digitlab.training.line_reader import MAX_DIGITS, examples
+
+    images, labels = mnist.x_train[:500].reshape(-1, 28, 28), mnist.y_train[:500]
+    strips, targets = examples(images, labels, 10, not_numbers=1.0)
+    assert len(strips) == len(targets) and 15 <= len(strips) <= 20  # a non-digit segmentation finds nothing is dropped
+    empty = (targets == 0).all(1)
+    assert 5 <= empty.sum() <= 10 and targets.shape[1] == MAX_DIGITS
+    assert (targets[~empty][:, 0] > 0).all()  # every number starts with a digit (label + 1)

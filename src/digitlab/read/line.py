@@ -2,10 +2,12 @@
 by training/line_reader.py), and when it wins over the reading by cuts (read/number.py).
 
 The reading by cuts is the classifier's, calibrated, and most numbers end there. The line reader
-has seen deep overlaps that no cut separates, but never a non-digit: given a letter or a blot it
-reads digits all the same. So its reading is taken only where the reading by cuts found a digit
-in every part, differs from it with a digit under DOUBT, and each of the line reader's digits is
-at least LINE_SURE. Both were chosen on the validation family of data/lines.py
+has seen deep overlaps that no cut separates, and non-digits, which it learnt to read as nothing.
+Its reading is taken where each of its digits is at least LINE_SURE and the reading by cuts
+found a digit in every part but differs, with a digit under DOUBT; or where the cuts declined a
+part, each of its digits is at least ANSWER and it reads no fewer digits than the cuts found
+parts (it reads a blot beside two digits as those two, which must not pass for the number).
+The settings were chosen on the validation family of data/lines.py and validation non-digits
 (docs/robustness/bench-numbers.md).
 """
 
@@ -25,6 +27,7 @@ from digitlab.training.line_reader import STEPS, decode
 LINE = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
 LINE_SURE = 0.8
 DOUBT = 0.9
+ANSWER = 0.95
 
 
 @functools.cache
@@ -34,13 +37,14 @@ def _session():
 
 def reread(read: list[dict], numbers: list[list[segment.Group]], layout: segment.Layout, top_k: int = 3) -> list[dict]:
     """`read` (each of `numbers` read by cuts), with the line reader's reading where the rule above
-    says: only numbers the cuts read whole with a doubtful digit are read again."""
-    doubted = [
-        k for k, n in enumerate(read) if n["number"] is not None and min(d["confidence"] for d in n["digits"]) < DOUBT
-    ]
+    says: only numbers the cuts declined or read with a doubtful digit are read again."""
+    doubted = [k for k, n in enumerate(read) if n["digits"] and min(d["confidence"] for d in n["digits"]) < DOUBT]
     out = list(read)
     for k, (text, confidence, boxes, rows) in zip(doubted, read_lines([numbers[k] for k in doubted]), strict=True):
-        if text and text != read[k]["number"] and confidence.min() >= LINE_SURE:
+        sure = LINE_SURE if read[k]["number"] is not None else ANSWER
+        if read[k]["number"] is None and len(text) < len(read[k]["digits"]):  # a part it read as nothing
+            continue
+        if text and text != read[k]["number"] and confidence.min() >= sure:
             digits = [
                 {
                     "digit": int(c),
@@ -53,7 +57,8 @@ def reread(read: list[dict], numbers: list[list[segment.Group]], layout: segment
                 for c, p, b, row in zip(text, confidence, boxes, rows, strict=True)
             ]
             # image28 stays the cut pieces: what --show and the suite's picture draw, 28 rows tall
-            out[k] = {**read[k], "number": text, "confidence": round(float(np.prod(confidence)), 6), "digits": digits}
+            confident = round(float(np.prod(confidence)), 6)
+            out[k] = {**read[k], "number": text, "confidence": confident, "digits": digits, "reason": None}
     return out
 
 
@@ -75,6 +80,6 @@ def read_lines(numbers: list[list[segment.Group]]) -> list[tuple]:
         boxes = [
             (top, max(first, left + int(a * scale)), bottom, min(last, left + int(np.ceil(b * scale))))
             for a, b in itertools.pairwise(edges)
-        ]
+        ][: len(text)]  # none where it read nothing
         out.append((text, confidence, boxes, rows))
     return out

@@ -6,7 +6,9 @@ step, trained with connectionist temporal classification (CTC: the loss sums ove
 the steps can spell the number, so no step needs a label of its own), learns where one digit
 ends from the digits themselves. It learns from numbers the training family of data/lines.py
 writes with MNIST's training digits, each prepared as reading prepares it (image/segment.py,
-image/strip.py). Train and ship it with:
+image/strip.py), and from non-digits (letters, shapes, scribbles, textures from the training
+sources of data/negatives.py) whose reading is empty: it learns to read nothing where there is no
+digit, so that it may answer where the cuts decline. Train and ship it with:
 
     python -m digitlab.training.line_reader [--lines 40000] [--out src/digitlab/assets/line.onnx]
 """
@@ -23,23 +25,31 @@ from digitlab.image.strip import HEIGHT, WIDTH, strip
 
 OUT = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
 LINES = 40_000  # numbers written, 1-5 digits each, half of them touching
+NOT_NUMBERS = 0.2  # and this many non-digits per number, read as nothing
+# The non-digits' random stream: past every classifier run's (training/outliers.py), so the line
+# reader never learns the very non-digits a classifier trained or was judged on.
+NOT_NUMBER_STREAM = 2**33
 MAX_DIGITS = 5  # the longest number the generator writes; CTC's labels are padded to it
 STEPS = WIDTH // 4  # time steps: one per 4 columns, 8 per digit height, room for blanks between
-EPOCHS = 14
+EPOCHS = 12
 BATCH = 64
 LR = 2e-3  # Adam, cosine-annealed to 0 over the epochs
 SEED = 0
 
 
-def examples(images: np.ndarray, labels: np.ndarray, n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Strips (N, HEIGHT, WIDTH) of `n` written numbers and their digits + 1 (0: CTC's blank),
-    padded with 0 to MAX_DIGITS."""
-    from digitlab.data import lines
+def examples(
+    images: np.ndarray, labels: np.ndarray, n: int, seed: int = SEED, not_numbers: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Strips (N, HEIGHT, WIDTH) of `n` written numbers and `not_numbers` * n non-digits, and their
+    digits + 1 (0: CTC's blank), padded with 0 to MAX_DIGITS (a non-digit's: all 0, nothing)."""
+    from digitlab.data import lines, negatives
 
+    sources = [(file, text) for file, _, text in lines.training(images, labels, n, seed)]
+    sources += [(image, "") for image in negatives.training(round(not_numbers * n), NOT_NUMBER_STREAM + seed)]
     strips, targets = [], []
-    for file, _, text in lines.training(images, labels, n, seed):
-        layout = segment.find(file, page=False)
-        if layout.reason:
+    for source, text in sources:
+        layout = segment.find(source, page=False)
+        if layout.reason:  # nothing found: reading never gets as far as the line reader
             continue
         strips.append(strip([g for line in layout.lines for number in line for g in number])[0])
         targets.append([int(c) + 1 for c in text] + [0] * (MAX_DIGITS - len(text)))
@@ -92,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=LINES)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--not-numbers", type=float, default=NOT_NUMBERS)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
@@ -102,7 +113,7 @@ def main() -> None:
 
     keras.utils.set_random_seed(SEED)
     data = load_mnist(args.data_dir)
-    x, y = examples(data.x_train.reshape(-1, 28, 28), data.y_train, args.lines)
+    x, y = examples(data.x_train.reshape(-1, 28, 28), data.y_train, args.lines, not_numbers=args.not_numbers)
     vx, vy = examples(data.x_val.reshape(-1, 28, 28), data.y_val, 1000, seed=SEED + 1)
     print(f"{len(x):,} numbers; validation {len(vx):,}")
     model = build()
