@@ -79,7 +79,7 @@ def test_negatives_share_is_checked(value):
 
 def test_outlier_exposure_teaches_the_model_to_doubt_non_digits(mnist, tmp_path):
     """Two real runs, with and without negatives: the one shown non-digits is much less sure of
-    unseen ones (validation negatives: the training sources, another seed) and declines more."""
+    unseen ones (validation negatives: the training sources, another seed)."""
     from digitlab.experiments.pipeline import train
     from digitlab.files import read_json
     from digitlab.io.load import load
@@ -87,14 +87,14 @@ def test_outlier_exposure_teaches_the_model_to_doubt_non_digits(mnist, tmp_path)
 
     negatives = validation_set(300, mnist.x_val[:2000])
     assert len(negatives) > 200  # what preprocessing declined (noise, textures) is dropped
-    confidence, declined = {}, {}
+    confidence = {}
     for share in (0.0, 0.3):
         config = TrainConfig(model="mlp", epochs=3, subset=5000, negatives=share, real_world=1.0)
         run = train(config, data=mnist, out=tmp_path / f"negatives-{share}", verbose=0)
         confidence[share] = load(run).probabilities(negatives).max(1).mean()
-        declined[share] = read_json(run / "serving.json")["val_negatives_declined"]
         assert read_json(run / "run.json")["data"]["negatives"] == pytest.approx(share * 5000, rel=0.1)
-    # Measured: mean confidence down by more than 0.15; declined 5% -> 21% of validation
-    # negatives (the threshold still declines only 1% of validation digits).
+    # Measured: mean confidence down by more than 0.15. The share declined at the threshold
+    # (92 validation non-digits after 3 epochs on 5,000 images) varies more between seeds than
+    # between the two settings (seed 1: 7.6% -> 4.3%, seed 2: 6.5% -> 16.3%): not asserted here;
+    # the full-size figure is the robustness suite's.
     assert confidence[0.3] < confidence[0.0] - 0.1
-    assert declined[0.3] > declined[0.0] + 0.08
