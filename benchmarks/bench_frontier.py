@@ -35,14 +35,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from digitlab.training import frontier
 
 PLOT = ROOT / "docs" / "figures" / "frontier.png"
-TEMPERATURE = 4.0  # distillation: the teacher's probabilities softened, so its second guesses teach
 
 
 @dataclass
 class Spec:
     config: dict = field(default_factory=dict)  # TrainConfig settings over the model's recipe
     all_data: bool = False  # train on train + validation (60k), keep the last epoch
-    distil: bool = False  # targets: half the label, half the shipped model's softened guess
     cycles: int = 1  # > 1: a snapshot ensemble, one member per restarted schedule
     keras_io: bool = False  # the reference convnet, trained as its tutorial does
 
@@ -51,21 +49,25 @@ SPECS: dict[str, Spec] = {name: Spec(config) for name, config in frontier.CANDID
 SPECS |= {
     "keras-io convnet": Spec(keras_io=True),
     "fast 60k": Spec(frontier.CANDIDATES["fast"], all_data=True),
-    "fast distilled": Spec(frontier.CANDIDATES["fast"], distil=True),
+    "fast distilled": Spec({**frontier.CANDIDATES["fast"], "distil": 0.5}),
     "snapshot fast x3": Spec(frontier.CANDIDATES["fast"], cycles=3),
+    "fast w32 e5 distilled": Spec({**frontier.CANDIDATES["fast w32 e5"], "distil": 0.5}),
+    "fast w32 e10 distilled": Spec({**frontier.CANDIDATES["fast w32 e5"], "epochs": 10, "patience": 10, "distil": 0.5}),
+    "allconv e4 distilled": Spec({**frontier.CANDIDATES["allconv e4"], "distil": 0.5}),
+    "fast bf16": Spec({**frontier.CANDIDATES["fast"], "precision": "mixed_bfloat16"}),  # where auto takes float32
+    "allconv": Spec({"model": "allconv"}),  # its own recipe: 23 epochs (25-40 min a seed on 2 cores)
+}
+# Closed-form heads (training/ridge.py): the output layer solved by least squares over random
+# ReLU units, after 0 epochs (random features: PatchPCA and an untrained conv) or a few.
+RIDGE = {"head": "ridge", "model": "fast"}
+SPECS |= {
+    "ridge fast e0 h4000": Spec({**RIDGE, "epochs": 0, "hidden": 4000}),
+    "ridge fast e0 h8000": Spec({**RIDGE, "epochs": 0, "hidden": 8000}),
+    "ridge fast e1 h6000": Spec({**RIDGE, "epochs": 1, "hidden": 6000}),
+    "ridge fast e2 h6000": Spec({**RIDGE, "epochs": 2, "hidden": 6000}),
+    "ridge fast w32 e2 h6000": Spec({**RIDGE, "epochs": 2, "hidden": 6000, "model_params": {"width": 32}}),
 }
 ENSEMBLES = {"ensemble fast x3": ("fast", 3)}  # name: (recipe, members); members of disjoint seeds
-
-
-def teacher_targets(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Half one-hot, half the shipped model's probabilities at TEMPERATURE (Hinton et al.'s
-    soft targets, from the ONNX model digitlab ships: allconv trained on the training split only)."""
-    from digitlab.io.native import DEFAULT_MODEL, OnnxModel
-
-    probs = OnnxModel(DEFAULT_MODEL).probabilities(images)
-    soft = np.exp(np.log(np.clip(probs, 1e-12, 1)) / TEMPERATURE)
-    soft /= soft.sum(1, keepdims=True)
-    return (0.5 * np.eye(10, dtype=np.float32)[labels] + 0.5 * soft).astype(np.float32)
 
 
 def train_keras_io(data, seed: int) -> tuple[float, list]:
@@ -82,7 +84,9 @@ def train_keras_io(data, seed: int) -> tuple[float, list]:
 
 def child(name: str, seed: int, out: Path, subset: int | None) -> dict:
     from digitlab.data.mnist import load_mnist
+    from digitlab.experiments import distil
     from digitlab.nn.backend import keras
+    from digitlab.training import ridge
     from digitlab.training.config import TrainConfig
     from digitlab.training.loop import as_float32, compile_model, prepare, prepare_fit
     from digitlab.training.numerics import precision, seed_everything
@@ -97,8 +101,9 @@ def child(name: str, seed: int, out: Path, subset: int | None) -> dict:
             x_train=np.concatenate([data.x_train, data.x_val]),
             y_train=np.concatenate([data.y_train, data.y_val]),
         )
-    # Not timed: the teacher's reading of the training images, like its own training, is not the student's.
-    soft = teacher_targets(data.x_train, data.y_train) if spec.distil else None
+    # Not timed: the teacher's reading of the training images (kept in the inputs cache after a
+    # first run), like its own training, is not the student's.
+    soft = distil.targets(data.x_train, data.y_train, config.distil) if config.distil else None
     with precision(config.precision):
         # Untimed warm-up on a throwaway model: TensorFlow's one-off start-up in this process.
         warm = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3), keras.layers.Flatten()])
@@ -130,6 +135,10 @@ def child(name: str, seed: int, out: Path, subset: int | None) -> dict:
             for weights in snapshots:
                 prepared.model.set_weights(weights)
                 members.append(as_float32(prepared.model, config.model, config.model_params))
+            if config.head == "ridge":  # the solve is training: timed
+                x, y = data.x_train, data.y_train
+                members = [ridge.fit(m, x, y, data.x_val, data.y_val, config.hidden, seed)[0] for m in members]
+                train_s = time.perf_counter() - t0
     probs = {
         split: np.mean([m.predict(x, batch_size=1000, verbose=0) for m in members], axis=0)
         for split, x in (("val", data.x_val), ("test", data.x_test))
@@ -215,6 +224,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="Recipes to measure (default: all); other rows are kept.")
     parser.add_argument("--subset", type=int, help="Train on this many images: a quick check, writes nothing.")
     parser.add_argument("--plot", action="store_true", help="Only draw the plot again from the table.")
+    parser.add_argument("--table", type=Path, default=frontier.FRONTIER, help="The table to update.")
+    parser.add_argument("--figure", type=Path, default=PLOT, help="Where to draw this machine's rows.")
     parser.add_argument("--child")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
@@ -223,8 +234,10 @@ def main() -> None:
         print(json.dumps(child(args.child, args.seed, args.out, args.subset)))
         return
 
+    figure = args.figure
     if args.plot:
-        plot(frontier.read(), PLOT)
+        rows = frontier.read(args.table)
+        plot([r for r in rows if r.cpu == rows[0].cpu], figure)
         return
     from digitlab.data.mnist import load_mnist
 
@@ -272,11 +285,13 @@ def main() -> None:
     if args.subset:
         print("--subset: a quick check; nothing written")
         return
-    kept = [r for r in frontier.read() if r.recipe not in rows]
+    # One row per recipe and machine: a run here replaces this machine's rows, never another's.
+    here = next(iter(rows.values())).cpu
+    kept = [r for r in frontier.read(args.table) if not (r.recipe in rows and r.cpu == here)]
     table = sorted(kept + list(rows.values()), key=lambda r: r.train_s_median)
-    frontier.write(table)
-    plot(table, PLOT)
-    print(f"wrote {frontier.FRONTIER} and {PLOT}")
+    frontier.write(table, args.table)
+    plot([r for r in table if r.cpu == here], figure)  # times compare only on one machine
+    print(f"wrote {args.table} and {figure}")
 
 
 if __name__ == "__main__":

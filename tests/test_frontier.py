@@ -12,8 +12,10 @@ from digitlab.errors import DigitlabError
 from digitlab.training import frontier
 
 
-def row(recipe: str, test: float, val: float | None, seconds: float, speed_ms: float = 40.0) -> frontier.Row:
-    return frontier.Row(recipe, 3, test, 0.001, val, seconds, seconds * 0.9, seconds * 1.1, "machine", speed_ms)
+def row(
+    recipe: str, test: float, val: float | None, seconds: float, speed_ms: float = 40.0, machine: str = "machine"
+) -> frontier.Row:
+    return frontier.Row(recipe, 3, test, 0.001, val, seconds, seconds * 0.9, seconds * 1.1, machine, speed_ms)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1.5h", 5400), ("2 min", 120)])
@@ -59,6 +61,18 @@ def test_the_frontier_keeps_what_nothing_beats():
     rows = [row("fast", 0.991, 0.99, 6), row("mlp", 0.977, 0.98, 20), row("cnn", 0.992, 0.99, 200)]
     rows.append(row("allconv e4", 0.995, 0.995, 300))
     assert [r.recipe for r in frontier.pareto(rows)] == ["fast", "cnn", "allconv e4"]
+
+
+def test_each_machine_has_its_own_table_and_frontier():
+    rows = [row("fast", 0.991, 0.99, 10, machine="A"), row("cnn", 0.992, 0.99, 400, machine="A")]
+    rows += [row("fast", 0.990, 0.99, 5, machine="B"), row("ridge", 0.989, 0.99, 20, machine="B")]
+    lines = frontier.describe(rows)
+    starts = [i for i, line in enumerate(lines) if "Measured recipes" in line]
+    assert [lines[i].split("training time on ")[1].split(" (")[0] for i in starts] == ["A", "B"]
+    b = lines[starts[1] + 2 :]
+    # On B, ridge is slower and less accurate than B's own fast: off the frontier, though it is
+    # faster than A's cnn, whose time was measured elsewhere.
+    assert [line[:3] for line in b] == ["*B ", "   "] and "ridge" in b[1]
 
 
 def test_budget_chooses_on_validation_what_fits_here():
@@ -124,11 +138,16 @@ def test_budget_says_what_it_chose_and_how_long_it_expects(data_dir):
     assert result.returncode == 2 and "no measured recipe fits 0.01 s here" in result.stderr, result.stderr
 
 
-def test_models_shows_each_recipe_on_the_frontier():
+def test_models_shows_each_recipe_on_its_machines_frontier():
     result = digitlab("models")
     assert result.returncode == 0, result.stderr
-    listed = result.stdout.split("Measured recipes", 1)[1].splitlines()[2:]
-    names = {line[3:].split("  ")[0] for line in listed}
-    assert names == {r.recipe for r in frontier.read()}
-    front = {r.recipe for r in frontier.pareto(frontier.read())}
-    assert {line[3:].split("  ")[0] for line in listed if line.startswith("*")} == front
+    tables = result.stdout.split("Measured recipes")[1:]
+    rows = frontier.read()
+    assert len(tables) == len({r.cpu for r in rows})  # one table per machine: times compare only there
+    for table in tables:
+        cpu = table.split("training time on ", 1)[1].split(" (", 1)[0]
+        listed = [line for line in table.strip().splitlines()[2:] if line.strip()]
+        mine = [r for r in rows if r.cpu == cpu]
+        assert {line[3:].split("  ")[0] for line in listed} == {r.recipe for r in mine}
+        front = {r.recipe for r in frontier.pareto(mine)}
+        assert {line[3:].split("  ")[0] for line in listed if line.startswith("*")} == front

@@ -96,7 +96,14 @@ def markdown(run: Run, metrics: dict, has_curves: bool, robustness: str | None =
             f"| served calibration | temperature {serving['temperature']:.3g}, decline under "
             f"{serving['threshold']:.2f}; fitted on {serving['calibrated_on']} |"
         )
-    if best:
+    if record.head:  # the output layer solved after the epochs (training/ridge.py)
+        units = record.config.hidden if record.config else 0
+        lines += [
+            f"| output layer | least squares over {units or 'no'} random units after {record.epochs_run} epochs; "
+            f"ridge {record.head['ridge']:g}, temperature {record.head['temperature']:.3g}, chosen on validation |",
+            f"| validation accuracy | {best.val_accuracy:.2%} |",
+        ]
+    elif best:
         lines += [
             f"| best epoch (val loss) | {best.epoch} of {record.epochs_run} |",
             f"| validation accuracy at best | {best.val_accuracy:.2%} |",

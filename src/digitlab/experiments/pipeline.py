@@ -10,6 +10,7 @@ from pathlib import Path
 
 from digitlab.data.mnist import MNIST, load_mnist
 from digitlab.evaluation.evaluate import evaluate
+from digitlab.experiments import distil
 from digitlab.nn.backend import tf_errors_only
 from digitlab.progress import status
 from digitlab.training import loop
@@ -37,9 +38,14 @@ def train(
     t0 = time.perf_counter()
     if data is None:  # loaded once for both steps
         data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
+    y_train = None
+    if config.distil:  # the teacher reads the very images the student trains on
+        with status("reading the training digits with the teacher (the shipped model)"):
+            train_split = data.subset(config.subset)
+            y_train = distil.targets(train_split.x_train, train_split.y_train, config.distil)
     load_s = round(time.perf_counter() - t0, 2)
     with tf_errors_only(), random_state_kept():
-        folder = loop.train(config, data, out, verbose, callbacks, budget, load_s)
+        folder = loop.train(config, data, out, verbose, callbacks, budget, load_s, y_train)
         run = Run.open(folder)
         try:
             if evaluate_after:

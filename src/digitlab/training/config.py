@@ -11,6 +11,7 @@ from digitlab.errors import DigitlabError
 
 SCHEDULES = ("cosine", "onecycle", "constant")  # onecycle: linear warm-up over 20%, then cosine
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # auto: bf16 only where the hardware has it
+HEADS = ("softmax", "ridge")  # ridge: the output layer solved in closed form (training/ridge.py)
 
 # Where a model trains best with other settings than TrainConfig's defaults, its recipe says
 # so here, each setting with its reason. `digitlab train --model NAME` starts from these.
@@ -69,9 +70,17 @@ class TrainConfig:
         0.0, "Clutter augmentation, 0-3: lines through the digit, outlined strokes, inverted bands."
     )
     negatives: float = setting(0.0, "Non-digits to learn to decline, as a share of the training digits (0-1).")
+    distil: float = setting(
+        0.0, "Distillation: the share of each training target taken from the shipped model's softened guess (0-1)."
+    )
     model_params: dict = field(
         default_factory=dict, metadata={"help": "The model function's keyword arguments, as JSON."}
     )
+    head: str = setting(
+        "softmax",
+        "Output layer: softmax (trained with the rest) or ridge (least squares on the digits, after training).",
+    )
+    hidden: int = setting(0, "With --head ridge: fixed random ReLU units between the last layer and the head.")
     patience: int = setting(4, "Epochs without val-loss progress before stopping.")
     seed: int = setting(0, "Random seed: weights, shuffling, dropout; same seed, same result on CPU.")
     val_size: int = setting(10_000, "Validation images taken from the 60k training set, stratified.")
@@ -84,8 +93,15 @@ class TrainConfig:
 
         check_name(self.model)
         for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise DigitlabError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+            least = 0 if name == "epochs" and self.head == "ridge" else 1  # a solved head needs no epoch
+            if getattr(self, name) < least:
+                raise DigitlabError(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(self, name)}")
+        if self.head not in HEADS:
+            raise DigitlabError(f"--head must be one of {', '.join(HEADS)}; got '{self.head}'")
+        if self.hidden < 0 or (self.hidden and self.head != "ridge"):
+            raise DigitlabError(f"--hidden must be 0, or positive with --head ridge; got {self.hidden}")
+        if not 0 <= self.distil <= 1:
+            raise DigitlabError(f"--distil must be between 0 and 1 (a share of each target), got {self.distil}")
         if not self.lr > 0:
             raise DigitlabError(f"--lr must be positive, got {self.lr}")
         if self.schedule not in SCHEDULES:

@@ -45,6 +45,7 @@ BUDGET_RECIPES = (
     "fast w32 e5",  # wider and longer: the same one-cycle schedule stretched over 5 passes
     "cnn",  # `digitlab train`'s default
     "allconv e4",  # allconv's augmentation and warp, its cosine annealed over 4 epochs instead of 23
+    "fast w32 e5 distilled",  # half of each target the shipped model's softened guess (experiments/distil.py)
 )
 CANDIDATES: dict[str, dict] = {name: recipe(name) for name in BUDGET_RECIPES}
 
@@ -111,23 +112,27 @@ def pareto(rows: list[Row]) -> list[Row]:
 
 
 def describe(rows: list[Row] | None = None) -> list[str]:
-    """`digitlab models`' table of the measured recipes: each one's place, fastest first."""
+    """`digitlab models`' tables of the measured recipes, one per machine that measured them (times
+    compare only within one): each recipe's place there, fastest first."""
     rows = read() if rows is None else rows
     if not rows:
         return []
-    front = {r.recipe for r in pareto(rows)}
     width = max(len(r.recipe) for r in rows)
-    lines = [
-        f"\nMeasured recipes, fastest first, training time on {rows[0].cpu} ({FRONTIER.name}):",
-        "  * on the frontier (nothing else is both faster and more accurate); --budget chooses among B",
-    ]
-    for r in rows:
-        marks = ("*" if r.recipe in front else " ") + ("B" if r.recipe in CANDIDATES else " ")
-        val = "-     " if r.val_mean is None else f"{r.val_mean:.2%}"
-        lines.append(
-            f"{marks} {r.recipe:<{width}}  test {r.test_mean:.2%} ± {r.test_std:.2%} ({r.seeds} seeds)  "
-            f"val {val}  training {r.train_s_median:7.1f} s"
-        )
+    lines = []
+    for cpu in dict.fromkeys(r.cpu for r in rows):
+        group = sorted((r for r in rows if r.cpu == cpu), key=lambda r: r.train_s_median)
+        front = {r.recipe for r in pareto(group)}
+        lines += [
+            f"\nMeasured recipes, fastest first, training time on {cpu} ({FRONTIER.name}):",
+            "  * on this machine's frontier (nothing else is both faster and more accurate); --budget chooses among B",
+        ]
+        for r in group:
+            marks = ("*" if r.recipe in front else " ") + ("B" if r.recipe in CANDIDATES else " ")
+            val = "-     " if r.val_mean is None else f"{r.val_mean:.2%}"
+            lines.append(
+                f"{marks} {r.recipe:<{width}}  test {r.test_mean:.2%} ± {r.test_std:.2%} ({r.seeds} seeds)  "
+                f"val {val}  training {r.train_s_median:7.1f} s"
+            )
     return lines
 
 

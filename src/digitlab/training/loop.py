@@ -21,6 +21,7 @@ from digitlab.files import DISK_ERRORS, write_atomic, write_json
 from digitlab.nn.backend import keras, tf
 from digitlab.nn.models import build
 from digitlab.nn.pca import adapt
+from digitlab.training import ridge
 from digitlab.training.augment import trainer_for
 from digitlab.training.callbacks import (
     Checkpoints,
@@ -72,7 +73,7 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None = No
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
-    total = config.epochs * steps_per_epoch
+    total = max(config.epochs, 1) * steps_per_epoch  # epochs 0 (a solved head alone): a schedule still builds
     if config.schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=total)
     if config.schedule == "onecycle":
@@ -146,7 +147,10 @@ def prepare(config: TrainConfig, data: MNIST, y_train: np.ndarray | None = None)
     adapt(model, data.x_train, config.seed)  # a resumed run's backup overwrites this
     trainer = trainer_for(model, config)
     x, y = with_negatives(data.x_train, data.y_train, config.negatives, config.seed)
-    y = targets(y, config) if y_train is None else y_train
+    if y_train is None:
+        y = targets(y, config)
+    else:  # the given rows are the digits'; the non-digits after them keep their uniform rows
+        y = np.concatenate([y_train, targets(y[len(y_train) :], config, soft=True)])
     train_batches = prepare_fit(trainer, config, x, y)
     y_val = targets(data.y_val, config)
     if y.ndim == 2 and y_val.ndim == 1:  # the loss takes rows of ten: validation's labels as one-hot
@@ -159,10 +163,10 @@ def soft_targets(config: TrainConfig) -> bool:
     return config.label_smoothing > 0 or config.negatives > 0
 
 
-def targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """Integer labels, or rows of ten where the loss needs them (label smoothing, negatives):
-    one-hot for a digit, uniform for a non-digit (NOT_A_DIGIT)."""
-    if not soft_targets(config):
+def targets(labels: np.ndarray, config: TrainConfig, soft: bool = False) -> np.ndarray:
+    """Integer labels, or rows of ten where the loss needs them (label smoothing, negatives,
+    `soft`): one-hot for a digit, uniform for a non-digit (NOT_A_DIGIT)."""
+    if not (soft or soft_targets(config)):
         return labels
     rows = np.full((len(labels), 10), 0.1, np.float32)
     digit = labels != NOT_A_DIGIT
@@ -190,6 +194,7 @@ def train(
     callbacks: list | None = None,
     budget: Budget | None = None,
     load_s: float = 0.0,
+    y_train: np.ndarray | None = None,
 ) -> Path:
     """Train `config.model` (checked) on `data` (split as the config says, loaded by the caller
     first: a missing or corrupt data set must not leave a run folder behind) into the run folder
@@ -197,7 +202,7 @@ def train(
 
     If `out` holds an interrupted run of the same config, training resumes from its last
     completed epoch. With a `budget` (frontier.choose()), training stops when its seconds run
-    out. Returns the run folder.
+    out. `y_train`: rows of ten replacing the training labels (a teacher's). Returns the run folder.
     """
     data = data.subset(config.subset)
     run_dir = Path(out) if out else new_run_dir(config.model)
@@ -229,7 +234,7 @@ def train(
                 t0 = time.perf_counter()  # training time includes fitting what adapt() fits
                 deadline = [Deadline(t0 + budget.seconds)] if budget else []
                 # Augmentation wraps the model for training only; `model` itself is what gets saved.
-                model, trainer, train_batches, val_batches, record.data.negatives = prepare(config, data)
+                model, trainer, train_batches, val_batches, record.data.negatives = prepare(config, data, y_train)
                 all_callbacks = [
                     Checkpoints(run, model),  # first: its backup is restored before the others begin
                     ResumableEarlyStopping(run, model, config.patience),
@@ -247,18 +252,25 @@ def train(
                         callbacks=[*all_callbacks, ctrl_c],
                         verbose=verbose,
                     )
-            record.timings["train_s"] = round(record.timings.get("train_s", 0) + time.perf_counter() - t0, 2)
             if budget:
                 budget.stopped = deadline[0].stopped
             with precision("float32"):  # the saved model is float32 whatever the caller's own policy
                 model = as_float32(model, config.model, config.model_params)
+                if config.head == "ridge":  # the output layer solved over the trained layers (ridge.py)
+                    model, record.head = ridge.fit(
+                        model, data.x_train, data.y_train, data.x_val, data.y_val, config.hidden, config.seed
+                    )
+            record.timings["train_s"] = round(record.timings.get("train_s", 0) + time.perf_counter() - t0, 2)
         write_atomic(run.model, model.save)
         history = full_history(run, fit.history)
         write_json(run.history_json, history)
-        best = int(np.argmin(history["val_loss"]))
         record.params = model.count_params()
-        record.epochs_run = len(history["val_loss"])
-        record.best = Best(best + 1, history["val_loss"][best], history["val_accuracy"][best])
+        record.epochs_run = len(history.get("val_loss", []))
+        if record.head:
+            record.best = Best(record.epochs_run, record.head["val_loss"], record.head["val_accuracy"])
+        else:
+            best = int(np.argmin(history["val_loss"]))
+            record.best = Best(best + 1, history["val_loss"][best], history["val_accuracy"][best])
         record.status = Status.TRAINED
         run.save()
         remove_backup(run)  # the model is kept: nothing left to resume

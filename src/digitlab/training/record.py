@@ -87,6 +87,7 @@ class Record:
     params: int | None = None
     epochs_run: int | None = None
     best: Best | None = None
+    head: dict | None = None  # a solved head's ridge strength, temperature, validation figures (ridge.py)
     budget: Budget | None = None
     test_accuracy: float | None = None
     members: list[str] = field(default_factory=list)  # an ensemble's runs
