@@ -55,7 +55,7 @@ SPECS |= {
     "fast w32 e10 distilled": Spec({**frontier.CANDIDATES["fast w32 e5"], "epochs": 10, "patience": 10, "distil": 0.5}),
     "allconv e4 distilled": Spec({**frontier.CANDIDATES["allconv e4"], "distil": 0.5}),
     "fast bf16": Spec({**frontier.CANDIDATES["fast"], "precision": "mixed_bfloat16"}),  # where auto takes float32
-    "allconv": Spec({"model": "allconv"}),  # its own recipe: 23 epochs (25-40 min a seed on 2 cores)
+    "allconv": Spec({"model": "allconv"}),  # its own recipe: 23 epochs (~21 min a seed on the Xeon)
 }
 # Closed-form heads (training/ridge.py): the output layer solved by least squares over random
 # ReLU units, after 0 epochs (random features: PatchPCA and an untrained conv) or a few.
