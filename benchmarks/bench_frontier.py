@@ -234,14 +234,16 @@ def main() -> None:
         print(json.dumps(child(args.child, args.seed, args.out, args.subset)))
         return
 
-    figure = args.figure
+    machine = describe_machine()
+    here = frontier.short(machine)  # the rows this machine measures, draws and replaces
     if args.plot:
-        rows = frontier.read(args.table)
-        plot([r for r in rows if r.cpu == rows[0].cpu], figure)
+        mine = [r for r in frontier.read(args.table) if r.cpu == here]
+        if not mine:
+            raise SystemExit(f"no rows measured on {here} in {args.table}: nothing to draw")
+        plot(mine, args.figure)
         return
     from digitlab.data.mnist import load_mnist
 
-    machine = describe_machine()
     print(f"machine: {machine}")
     speeds = [frontier.calibrate()]
     print(f"speed: {speeds[0]:.2f} ms per calibration step", flush=True)
@@ -286,12 +288,11 @@ def main() -> None:
         print("--subset: a quick check; nothing written")
         return
     # One row per recipe and machine: a run here replaces this machine's rows, never another's.
-    here = next(iter(rows.values())).cpu
     kept = [r for r in frontier.read(args.table) if not (r.recipe in rows and r.cpu == here)]
     table = sorted(kept + list(rows.values()), key=lambda r: r.train_s_median)
     frontier.write(table, args.table)
-    plot([r for r in table if r.cpu == here], figure)  # times compare only on one machine
-    print(f"wrote {args.table} and {figure}")
+    plot([r for r in table if r.cpu == here], args.figure)  # times compare only on one machine
+    print(f"wrote {args.table} and {args.figure}")
 
 
 if __name__ == "__main__":

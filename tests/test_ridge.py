@@ -75,6 +75,8 @@ def test_random_units_over_untrained_layers_read_digits(solved, mnist):
     accuracy = float(np.mean(probs.argmax(axis=1) == mnist.y_val[:600]))
     # Keras' model (standardisation folded into the random units) reads as the NumPy solve did.
     assert abs(accuracy - info["val_accuracy"]) <= 2 / 600
+    log_loss = -np.mean(np.log(probs[np.arange(600), mnist.y_val[:600]]))
+    assert info["val_loss"] == pytest.approx(log_loss, rel=1e-4)  # the solve's own figure is Keras' too
     assert accuracy > 0.9  # no gradient step: fixed filters, random units, one solve
     assert [layer.name for layer in model.layers[-2:]] == ["random_units", "ridge_head"]
     assert not model.layers[-2].trainable

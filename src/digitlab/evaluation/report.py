@@ -97,9 +97,9 @@ def markdown(run: Run, metrics: dict, has_curves: bool, robustness: str | None =
             f"{serving['threshold']:.2f}; fitted on {serving['calibrated_on']} |"
         )
     if record.head:  # the output layer solved after the epochs (training/ridge.py)
-        units = record.config.hidden if record.config else 0
         lines += [
-            f"| output layer | least squares over {units or 'no'} random units after {record.epochs_run} epochs; "
+            f"| output layer | least squares over {record.config.hidden or 'no'} random units "
+            f"after {record.epochs_run} epochs; "
             f"ridge {record.head['ridge']:g}, temperature {record.head['temperature']:.3g}, chosen on validation |",
             f"| validation accuracy | {best.val_accuracy:.2%} |",
         ]

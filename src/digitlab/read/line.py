@@ -41,10 +41,10 @@ def reread(read: list[dict], numbers: list[list[segment.Group]], layout: segment
     doubted = [k for k, n in enumerate(read) if n["digits"] and min(d["confidence"] for d in n["digits"]) < DOUBT]
     out = list(read)
     for k, (text, confidence, boxes, rows) in zip(doubted, read_lines([numbers[k] for k in doubted]), strict=True):
-        sure = LINE_SURE if read[k]["number"] is not None else ANSWER
-        if read[k]["number"] is None and len(text) < len(read[k]["digits"]):  # a part it read as nothing
+        declined = read[k]["number"] is None
+        if declined and len(text) < len(read[k]["digits"]):  # a part it read as nothing
             continue
-        if text and text != read[k]["number"] and confidence.min() >= sure:
+        if text and text != read[k]["number"] and confidence.min() >= (ANSWER if declined else LINE_SURE):
             digits = [
                 {
                     "digit": int(c),

@@ -72,8 +72,12 @@ class Row:
 
     @property
     def cpu(self) -> str:
-        """The machine in short: 'AMD EPYC, 2 cores at 2.45 GHz, AVX2'."""
-        return ", ".join(self.machine.split(", ")[:3])
+        return short(self.machine)
+
+
+def short(machine: str) -> str:
+    """A machine's description in short, what rows are grouped by: 'AMD EPYC, 2 cores at 2.45 GHz, AVX2'."""
+    return ", ".join(machine.split(", ")[:3])
 
 
 def read(path: Path = FRONTIER) -> list[Row]:

@@ -69,15 +69,17 @@ class Features:
             yield part, self(images[part])
 
 
-def temperature(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The factor on least-squares scores whose softmax has the least log-loss on `labels`."""
+def temperature(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The factor on least-squares scores whose softmax has the least log-loss on `labels`, and
+    that log-loss."""
 
     def loss(log_t: float) -> float:
         z = np.exp(log_t) * scores
         z -= z.max(axis=1, keepdims=True)
         return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), labels]))
 
-    return float(np.exp(scipy.optimize.minimize_scalar(loss, bounds=(-3, 8), method="bounded").x))
+    best = scipy.optimize.minimize_scalar(loss, bounds=(-3, 8), method="bounded")
+    return float(np.exp(best.x)), float(best.fun)
 
 
 def fit(
@@ -109,11 +111,8 @@ def fit(
             f"the ridge head's solve failed at every strength up to {RIDGES[-1]}; use fewer --hidden units"
         )
     accuracy, ridge, weights = best
-    t = temperature(h_val @ weights, y_val)
-    solved = _assemble(trunk, features, t * weights, model.name)
-    probs = np.asarray(solved.predict(x_val, batch_size=CHUNK, verbose=0), np.float64)
-    val_loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_val)), y_val], 1e-12, None))))
-    return solved, {
+    t, val_loss = temperature(h_val @ weights, y_val)  # the head's softmax on validation, as Keras computes it
+    return _assemble(trunk, features, t * weights, model.name), {
         "val_loss": val_loss,
         "val_accuracy": accuracy,
         "ridge": ridge,
