@@ -257,6 +257,24 @@ def test_the_line_reader_answers_where_the_cuts_decline(mnist, model, monkeypatc
     assert declined["number"] is None and declined["reason"].startswith("part 1 of 2 does not look like a digit")
 
 
+def test_the_line_reader_wins_only_where_its_rule_says():
+    from digitlab.read.line import ANSWER, DOUBT, LINE_SURE, doubtful, wins
+
+    def cut(number, *confidences):
+        return {"number": number, "digits": [{"confidence": c} for c in confidences]}
+
+    doubted = cut("17", 0.999, DOUBT - 0.01)
+    assert doubtful(doubted) and not doubtful(cut("17", 0.999, DOUBT))
+    assert wins(doubted, "11", np.array([0.999, LINE_SURE]))
+    assert not wins(doubted, "11", np.array([0.999, LINE_SURE - 0.01]))  # not sure enough
+    assert not wins(doubted, "17", np.array([0.999, 0.999]))  # the same reading
+    assert not wins(doubted, "", np.array([]))  # read as nothing
+    declined = cut(None, 0.99, 0.1, 0.99)  # a part the cuts took for no digit
+    assert wins(declined, "381", np.full(3, ANSWER))
+    assert not wins(declined, "381", np.full(3, ANSWER - 0.01))
+    assert not wins(declined, "38", np.ones(2))  # it read a part as nothing: the number stays declined
+
+
 def test_the_line_reader_reads_a_blot_as_nothing():
     from digitlab.read.line import read_lines
 
@@ -265,6 +283,25 @@ def test_the_line_reader_reads_a_blot_as_nothing():
     layout = segment.find(png(blot), page=False)
     ((text, confidence, boxes, _),) = read_lines([layout.lines[0][0]])
     assert text == "" and len(confidence) == len(boxes) == 0
+
+
+def test_the_line_reader_trains_and_exports_as_keras_reads(mnist, tmp_path):
+    # The LSTM along the strip becomes ONNX's own LSTM op; the file must read as Keras does.
+    import keras
+    import onnxruntime as ort
+
+    from digitlab.training.line_reader import _export, build, examples
+
+    strips, targets = examples(mnist.x_train[:200].reshape(-1, 28, 28), mnist.y_train[:200], 8)
+    keras.utils.set_random_seed(0)
+    reader = build()
+    reader.compile(optimizer="adam", loss=keras.losses.CTC())
+    history = reader.fit(strips[..., None], targets, batch_size=4, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    _export(reader, tmp_path / "line.onnx")
+    session = ort.InferenceSession(tmp_path / "line.onnx")
+    got = session.run(None, {session.get_inputs()[0].name: strips[..., None]})[0]
+    np.testing.assert_allclose(got, reader.predict(strips[..., None], verbose=0), atol=1e-4)
 
 
 def test_the_line_reader_learns_non_digits_as_nothing(mnist):

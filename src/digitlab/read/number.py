@@ -41,6 +41,14 @@ def read_numbers(model: Model, source: str | Path | bytes | np.ndarray, page: bo
     layout = segment.find(source, page=page, work=PAGE_WORK if page else segment.WORK_SIZE)
     if layout.reason:
         return {"numbers": [], "reason": layout.reason, "inverted": layout.inverted}
+    read, numbers = read_by_cuts(model, layout, top_k)
+    # Then the doubtful ones read whole by the line reader, whose reading wins where read/line.py says.
+    read = reread(read, numbers, layout, top_k)
+    return {"numbers": read, "reason": None if read else "no number found", "inverted": layout.inverted}
+
+
+def read_by_cuts(model: Model, layout: segment.Layout, top_k: int = 3) -> tuple[list[dict], list[list[segment.Group]]]:
+    """Each number of a layout read by the classifier and the piece model, and its groups."""
     groups = [g for line in layout.lines for number in line for g in number]
     # First each group whole: most are one digit, read with confidence at a digit's width.
     wholes = [g.piece() for g in groups]
@@ -62,9 +70,7 @@ def read_numbers(model: Model, source: str | Path | bytes | np.ndarray, page: bo
     threshold = model.info.get("number_threshold", model.info["threshold"])  # a digit by the user's word
     numbers = [number for line in layout.lines for number in line]
     read = [_number(layout, [r for g in number for r in found.get(id(g), [])], threshold, top_k) for number in numbers]
-    # Then the doubtful ones read whole by the line reader, whose reading wins where read/line.py says.
-    numbers = reread(read, numbers, layout, top_k)
-    return {"numbers": numbers, "reason": None if numbers else "no number found", "inverted": layout.inverted}
+    return read, numbers
 
 
 def score_pieces(model: Model, groups: list[segment.Group]) -> dict[int, dict]:
