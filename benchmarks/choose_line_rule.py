@@ -2,15 +2,16 @@
 
     python benchmarks/choose_line_rule.py [--n 300] [--pages 60] [--line PATH]
 
-Each validation number (data/lines.py's validation family: ordinary gaps, touching), each number
-on 60 validation pages and 360 held-out non-digits (negatives.evaluation, seed 777, 40 of each
+Each validation number (data/lines.py's validation family: ordinary gaps, touching; and the
+robustness suite's own numbers, MNIST's 20-px box side by side, data/synth.py), each number on 60
+validation pages and 360 held-out non-digits (negatives.evaluation, seed 777, 40 of each
 kind) is read once by cuts (read.number.read_by_cuts) and once by the line reader at PATH (the
 shipped assets/line.onnx by default); then every rule of the grid is scored from those readings.
 A rule is (doubt: a reading by cuts with a digit under it is read again, sure: the line reader's
 least digit probability to replace a reading, answer: the same where the cuts declined a part).
-Printed per rule: exact and wrong with gaps and touching, numbers of pages found and read, and
+Printed per rule: exact and wrong with gaps, touching and the suite's numbers, numbers of pages found and read, and
 the non-digits that come out as a number (as `digitlab predict --number` reads them). The rule
-taken maximises the score: numbers read exactly (gaps, touching) and found on pages, minus twice
+taken maximises the score: numbers read exactly (each kind) and found on pages, minus twice
 the numbers read wrong (a wrong number costs a user more than a declined one), in points; without
 letting more non-digits through than the cuts alone.
 """
@@ -56,8 +57,10 @@ def answer(pairs: list[tuple[dict, tuple]], doubt: float, sure: float, declined:
     ]
 
 
-def points(gaps: float, gaps_wrong: float, touching: float, touching_wrong: float, pages: float, _: float) -> float:
-    return 100 * (gaps + touching + pages - 2 * (gaps_wrong + touching_wrong))
+def points(*figures: float) -> float:
+    """(exact, wrong) for each kind of number, then pages, then non-digits: the score in points."""
+    *numbers, pages, _ = figures
+    return 100 * (sum(numbers[::2]) + pages - 2 * sum(numbers[1::2]))
 
 
 def main() -> None:
@@ -67,10 +70,11 @@ def main() -> None:
     parser.add_argument("--line", type=Path, default=None, help="a line reader (.onnx); the shipped one by default")
     args = parser.parse_args()
 
-    from digitlab.data import lines, negatives
+    from digitlab.data import lines, negatives, synth
     from digitlab.data.mnist import load_mnist
     from digitlab.io.load import load
     from digitlab.read.line import LINE
+    from digitlab.robustness.suite import suite_seed
     from digitlab.robustness.wild import matched
 
     line = args.line or LINE
@@ -82,6 +86,8 @@ def main() -> None:
     for touching in (False, True):
         files, texts = lines.numbers(images, labels, args.n, "validation", touching)
         sets["touching" if touching else "gaps"] = (readings(model, files, False, line), texts)
+    files, texts = synth.numbers(data.x_val, labels, args.n, suite_seed("validation") + 200)  # as the suite's
+    sets["suite"] = (readings(model, files, False, line), texts)
     files, truths = lines.pages(images, labels, args.pages, "validation")
     pages = (readings(model, files, True, line), truths)
     others = [f for kind in negatives.EVAL_KINDS for f in negatives.evaluation(kind, 40, NOT_DIGITS_SEED)]
@@ -97,16 +103,15 @@ def main() -> None:
         passed = np.mean([bool(p) and answer(p[:1], doubt, sure, declined)[0] is not None for p in not_digits])
         return (*row, np.mean(found), passed)
 
-    head = "doubt | sure | answer | gaps exact | wrong | touching exact | wrong | pages | not digits as numbers | score"
-    print(f"| {head} |\n" + "|---" * 10 + "|")
+    head = "doubt | sure | answer | gaps | wrong | touching | wrong | suite's | wrong | pages | not digits | score"
+    print(f"| {head} |\n" + "|---" * 12 + "|")
     alone = score(-1.0, 2.0, 2.0)  # nothing read again: the cuts alone
     rows = [("cuts alone", "", "", alone)]
     rows += [(d, s, a, score(d, s, a)) for d, s, a in itertools.product(DOUBTS, SURES, ANSWERS)]
-    best = max((r for r in rows[1:] if r[3][5] <= alone[5]), key=lambda r: points(*r[3]))
-    for d, s, a, (ge, gw, te, tw, pg, nd) in rows:
+    best = max((r for r in rows[1:] if r[3][-1] <= alone[-1]), key=lambda r: points(*r[3]))
+    for d, s, a, figures in rows:
         mark = " **taken**" if (d, s, a) == best[:3] else ""
-        figures = " | ".join(f"{v:.1%}" for v in (ge, gw, te, tw, pg, nd))
-        print(f"| {d} | {s} | {a} | {figures} | {points(ge, gw, te, tw, pg, nd):.1f}{mark} |")
+        print(f"| {d} | {s} | {a} | {' | '.join(f'{v:.1%}' for v in figures)} | {points(*figures):.1f}{mark} |")
 
 
 if __name__ == "__main__":

@@ -286,7 +286,7 @@ def test_the_line_reader_reads_a_blot_as_nothing():
 
 
 def test_the_line_reader_trains_and_exports_as_keras_reads(mnist, tmp_path):
-    # The LSTM along the strip becomes ONNX's own LSTM op; the file must read as Keras does.
+    # What `python -m digitlab.training.line_reader` ships must read as the Keras model it trained.
     import keras
     import onnxruntime as ort
 
