@@ -33,13 +33,12 @@ NOT_DIGITS_SEED = 777
 
 def readings(model, sources: list[bytes], page: bool, line: Path) -> list[list[tuple[dict, tuple]]]:
     """For each image, each number's (reading by cuts, line reader's reading)."""
-    from digitlab.image import segment
     from digitlab.read.line import read_lines
-    from digitlab.read.number import PAGE_WORK, read_by_cuts
+    from digitlab.read.number import find, read_by_cuts
 
     out = []
     for source in sources:
-        layout = segment.find(source, page=page, work=PAGE_WORK if page else segment.WORK_SIZE)
+        layout = find(source, page)
         if layout.reason:
             out.append([])
             continue

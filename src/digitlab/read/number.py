@@ -38,13 +38,18 @@ PAGE_WORK = 1600  # px, a page's longer side: numbers on a page are small
 def read_numbers(model: Model, source: str | Path | bytes | np.ndarray, page: bool = True, top_k: int = 3) -> dict:
     """Every number in an image, in reading order (lines top to bottom, left to right), each with
     its digits, confidence and box in the image as sent; or a reason where none is found."""
-    layout = segment.find(source, page=page, work=PAGE_WORK if page else segment.WORK_SIZE)
+    layout = find(source, page)
     if layout.reason:
         return {"numbers": [], "reason": layout.reason, "inverted": layout.inverted}
     read, numbers = read_by_cuts(model, layout, top_k)
     # Then the doubtful ones read whole by the line reader, whose reading wins where read/line.py says.
     read = reread(read, numbers, layout, top_k)
     return {"numbers": read, "reason": None if read else "no number found", "inverted": layout.inverted}
+
+
+def find(source: str | Path | bytes | np.ndarray, page: bool) -> segment.Layout:
+    """The marks of an image grouped into lines and numbers, a page at its larger working size."""
+    return segment.find(source, page=page, work=PAGE_WORK if page else segment.WORK_SIZE)
 
 
 def read_by_cuts(model: Model, layout: segment.Layout, top_k: int = 3) -> tuple[list[dict], list[list[segment.Group]]]:
