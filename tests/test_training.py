@@ -255,3 +255,23 @@ def test_batches_cover_each_example_once_per_pass_in_an_order_drawn_from_seed_an
     np.testing.assert_array_equal(np.concatenate([by for _, by in one_pass(0)]), orders[0])
     in_order = np.concatenate([by.numpy() for _, by in batches(x, y, 4)])
     np.testing.assert_array_equal(in_order, y)
+
+
+def test_batches_read_the_arrays_in_place_and_let_them_go_with_the_dataset():
+    """No tensor copy of the training images (their size twice over while it converts), and no
+    copy kept after: TensorFlow holds a numpy_function's Python function for the process's life,
+    and a pass that captured the arrays would keep every run's training images of a compare."""
+    import gc
+    import weakref
+
+    from digitlab.nn.backend import keras
+    from digitlab.training.loop import batches
+
+    x, y = np.zeros((8, 3), np.float32), np.arange(8)
+    dataset = batches(x, y, batch_size=4, seed=1, step=keras.Variable(0, dtype="int64", trainable=False))
+    x[5] = 5  # written after the dataset was made: the pass reads the array itself
+    assert {int(label): row[0] for bx, by in dataset for row, label in zip(bx.numpy(), by.numpy(), strict=True)}[5] == 5
+    alive = weakref.ref(x)
+    del x, dataset
+    gc.collect()
+    assert alive() is None

@@ -6,7 +6,10 @@ The training loop (training/) never reads the test split; evaluation/ does, once
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from digitlab.data.mnist import MNIST, load_mnist
 from digitlab.evaluation.evaluate import evaluate
@@ -36,7 +39,8 @@ def train(
     config = config or TrainConfig()
     config.check()
     t0 = time.perf_counter()
-    if data is None:  # loaded once for both steps
+    ours = data is None
+    if ours:  # loaded once for both steps
         data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
     y_train = None
     if config.distil:  # the teacher reads the very images the student trains on
@@ -46,6 +50,8 @@ def train(
     load_s = round(time.perf_counter() - t0, 2)
     with tf_errors_only(), random_state_kept():
         folder = loop.train(config, data, out, verbose, callbacks, budget, load_s, y_train)
+        if ours:  # evaluation reads validation and test: the training images (157 MB) can go
+            data = replace(data, x_train=np.empty((0, *data.x_train.shape[1:]), data.x_train.dtype))
         run = Run.open(folder)
         try:
             if evaluate_after:

@@ -29,15 +29,14 @@ from digitlab.io import calibration
 DEFAULT_MODEL = Path(__file__).parents[1] / "assets" / "default.onnx"
 META_PREFIX = "digitlab."  # ONNX metadata keys: digitlab.temperature, digitlab.threshold, ...
 
-KERAS_BATCH = 512  # Keras' per-call overhead favours large batches
+# Calls compiled once per image shape: predict() traces anew and builds a dataset per call, an
+# eager call pays Python per layer (felt by a number's many small batches). 512 as fast as 1024.
+KERAS_BATCH = 512
 ONNX_BATCH = 64  # ONNX Runtime is fastest while a chunk's activations fit in cache (measured: 64 > 512 > 2000)
 # A hostile ONNX graph may loop for ever or ask for terabytes at run time. Every run has a
 # deadline, after which a watchdog sets RunOptions.terminate (ONNX Runtime checks it between
 # nodes, inside a Loop's body too); every session allocates from one arena capped at ONNX_MEMORY,
-# so a graph asking more fails at once instead of swapping or being killed. The shipped model
-# reads a 64-image chunk in 20-40 ms on 2 cores (AMD EPYC, busy or not): its 14.8 s deadline
-# leaves room for a model ten times heavier on a machine ten times slower and busier; a digit
-# model's weights and activations take megabytes, the cap room for large foreign ones.
+# so a graph asking more fails at once instead of swapping or being killed (SERVING.md: margins).
 RUN_DEADLINE_S = 2.0  # per run, plus:
 RUN_DEADLINE_PER_IMAGE_S = 0.2
 ONNX_MEMORY = 2 * 2**30
@@ -102,14 +101,20 @@ class KerasModel:
         check_output(path, [tuple(o.shape) for o in self.model.outputs])  # Keras adapts (28, 28) inputs itself
         self.info = info if info is not None else model_info(path)
         calibration.check(path, self.info)
-        # The server calls from several threads; Keras' predict() is not safe to enter twice at once.
+        # The server calls from several threads; a Keras model is not safe to enter twice at once.
         self.lock = threading.Lock()
+        self._calls: dict = {}  # (image shape, dtype) -> the model's call, compiled
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         with self.lock:
-            if len(images) <= KERAS_BATCH:  # a direct call skips predict()'s per-call set-up
-                return np.asarray(self.model(images, training=False))
-            return self.model.predict(images, batch_size=KERAS_BATCH, verbose=0)
+            key = images.shape[1:], images.dtype
+            if key not in self._calls:
+                from digitlab.nn.backend import tf
+
+                spec = tf.TensorSpec((None, *key[0]), key[1])
+                self._calls[key] = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
+            starts = range(0, max(len(images), 1), KERAS_BATCH)  # an empty batch still gets its (0, 10)
+            return np.concatenate([np.asarray(self._calls[key](images[i : i + KERAS_BATCH])) for i in starts])
 
 
 def onnx_session(path: Path, threads: int = 0):

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,13 +45,13 @@ WARMUP = 0.2  # share of the steps the one-cycle schedule spends warming up
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None = None, step=None) -> tf.data.Dataset:
-    """One pass over a split in batches, its last batch partial. The arrays become tensors once;
-    each pass (each new iterator: each epoch) gathers them inside TensorFlow, in order, or with a
-    `seed` in an order drawn from (seed, epoch): the epoch is `step`, a count of training steps
-    (the optimizer's), over the steps of a pass, read as the pass begins. An epoch's order thus
-    depends on nothing else: a run resumed at epoch 3, its optimizer restored from the backup,
-    takes epoch 3's order, as the unbroken run did (a shuffle's own generator would restart)."""
-    n, x, y = len(x), tf.constant(x), tf.constant(y)
+    """One pass over a split in batches, its last batch partial, gathered from the NumPy arrays
+    themselves: in order, or with a `seed` in an order drawn from (seed, epoch), the epoch being
+    `step`, a count of training steps (the optimizer's), over the steps of a pass, read as each
+    pass (each new iterator: each epoch) begins. An epoch's order thus depends on nothing else: a
+    run resumed at epoch 3, its optimizer restored from the backup, takes epoch 3's order, as the
+    unbroken run did (a shuffle's own generator would restart)."""
+    n = len(x)
     if seed is None:
         order = tf.data.Dataset.range(n).batch(batch_size)
     else:
@@ -64,12 +65,33 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None = No
 
         # flat_map hides the length; fit() needs it (steps per epoch, the progress bar)
         order = tf.data.Dataset.range(1).flat_map(permutation).apply(tf.data.experimental.assert_cardinality(steps))
-    dataset = order.map(lambda batch: (tf.gather(x, batch), tf.gather(y, batch))).prefetch(1)
+    # Not tensors of the arrays: converting 50,000 images costs their size twice more (~300 MB for
+    # MNIST), a third of `fast`'s whole run. TensorFlow keeps a numpy_function's Python function
+    # for the life of the process, so it holds the arrays only through a weak reference; the
+    # dataset (and so each iterator of it) holds them strongly, and lets them go with itself.
+    arrays = _Arrays(x, y)
+    held = weakref.ref(arrays)
+
+    def take(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y = held().xy
+        return x[indices], y[indices]
+
+    def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        xb, yb = tf.numpy_function(take, [indices], (tf.as_dtype(x.dtype), tf.as_dtype(y.dtype)), stateful=False)
+        return tf.ensure_shape(xb, (None, *x.shape[1:])), tf.ensure_shape(yb, (None, *y.shape[1:]))
+
     # Autotuning off: with it, tearing down an iterator stalled for ~1.3 s in 4 of 10 `fast`
     # runs (Keras' own pipeline for arrays autotunes). One gather per batch needs no tuning.
     options = tf.data.Options()
     options.autotune.enabled = False
-    return dataset.with_options(options)
+    dataset = order.map(gather).prefetch(1).with_options(options)
+    dataset._digitlab_arrays = arrays
+    return dataset
+
+
+class _Arrays:
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.xy = x, y
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
