@@ -200,6 +200,20 @@ def test_training_numbers_say_whose_ink_each_pixel_is(mnist):
     assert set(np.unique(owner)) == set(range(len(text) + 1))
 
 
+def test_boxed_digits_keep_their_longer_side_at_the_height_and_leave_the_rest_as_it_was(mnist):
+    """In MNIST's box a wide digit comes out shorter than the line's height, not wider; with no
+    share boxed, the training family writes what it wrote before (the shipped readers' data)."""
+    ink = lambda a: [np.ptp(np.flatnonzero(a.max(axis) > 0.1)) + 1 for axis in (1, 0)]  # noqa: E731
+    wide = next(d for d in (digit(mnist, 2, k) for k in range(200)) if ink(d)[1] >= ink(d)[0] + 4)
+    boxed = lines.write([wide], np.random.default_rng(3), "validation", height=60, boxed=True)
+    plain = lines.write([wide], np.random.default_rng(3), "validation", height=60)
+    (tall_b, wide_b), (tall_p, wide_p) = ink(boxed), ink(plain)
+    assert tall_b < tall_p and wide_b < wide_p and max(tall_b, wide_b) <= 1.05 * 60 * 1.3  # slant widens
+    x = mnist.x_train.reshape(-1, 28, 28)
+    files = [[f for f, *_ in lines.training(x, mnist.y_train, 6, 5, *share)] for share in ((), (0.0,), (0.5,))]
+    assert files[0] == files[1] != files[2]  # none boxed: the very files written before the option
+
+
 def test_ctc_decoding_collapses_repeats_and_drops_blanks():
     from digitlab.training.line_reader import decode
 

@@ -82,13 +82,15 @@ def _pick(rng: np.random.Generator, ranges: tuple[tuple[float, float], ...]) -> 
     return float(rng.uniform(low, high))
 
 
-def _glyph(digit28: np.ndarray, height: int, slant: float) -> np.ndarray:
-    """The digit's ink cropped and scaled to `height` px tall, its own width kept, sheared."""
+def _glyph(digit28: np.ndarray, height: int, slant: float, boxed: bool = False) -> np.ndarray:
+    """The digit's ink cropped and scaled to `height` px tall, its own width kept, sheared; `boxed`:
+    scaled so that its longer side is `height` (MNIST's box: a wide digit comes out shorter)."""
     import cv2
 
     rows, cols = np.flatnonzero(digit28.max(1) > 0.1), np.flatnonzero(digit28.max(0) > 0.1)
     crop = digit28[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
-    width = max(2, round(crop.shape[1] * height / crop.shape[0]))
+    side = max(crop.shape) if boxed else crop.shape[0]
+    width, height = max(2, round(crop.shape[1] * height / side)), max(2, round(crop.shape[0] * height / side))
     glyph = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 1)
     shift = abs(slant) * height
     matrix = np.float32([[1, -slant, shift if slant > 0 else 0], [0, 1, 0]])
@@ -110,20 +112,23 @@ def write(
     touching: bool = False,
     height: float | None = None,
     placed: list[tuple[int, int, np.ndarray]] | None = None,
+    boxed: bool = False,
 ) -> np.ndarray:
     """A number's ink on its own strip (white on black, height x width floats in [0, 1]); its
     digits `height` px tall, or drawn from the family's heights. Where `placed` is given, each
-    digit's (top, left, ink) on the strip is added to it."""
+    digit's (top, left, ink) on the strip is added to it. `boxed`: each digit in MNIST's box
+    (_glyph), centred on the line, as MNIST's own digits set side by side are."""
     cfg = SETTINGS[family]
     height = int(_pick(rng, cfg.heights) if height is None else height)
     slant = float(rng.uniform(*cfg.slant)) * (1 if family != "test" or rng.random() < 0.5 else -1)
-    glyphs = [_glyph(d, int(height * rng.uniform(0.92, 1.05)), slant) for d in digits]
+    glyphs = [_glyph(d, int(height * rng.uniform(0.92, 1.05)), slant, boxed) for d in digits]
     tall = max(g.shape[0] for g in glyphs)
     strip = np.zeros((tall + 4, sum(g.shape[1] for g in glyphs) + 4 * height), np.float32)
     x = 0
     previous = None
     for glyph in glyphs:
-        top = tall - glyph.shape[0] + int(rng.integers(0, 3))  # one baseline, a little jitter
+        # One baseline, or (boxed) one middle line; a little jitter.
+        top = (tall - glyph.shape[0]) // (2 if boxed else 1) + int(rng.integers(0, 3))
         if previous is not None:
             ink, left = previous
             band = np.zeros((strip.shape[0], glyph.shape[1]), np.float32)
@@ -186,17 +191,19 @@ def numbers(
 
 
 def training(
-    images: np.ndarray, labels: np.ndarray, n: int, seed: int = SEEDS["training"]
+    images: np.ndarray, labels: np.ndarray, n: int, seed: int = SEEDS["training"], boxed: float = 0.0
 ) -> list[tuple[bytes, np.ndarray, str]]:
     """`n` images of one number (1-5 digits, half of them touching) from the training family,
     each with whose ink each pixel is (0 for paper, k for the k-th digit, the darker where two
-    overlap) and the number it shows."""
-    rng = np.random.default_rng(seed)
+    overlap) and the number it shows; a share `boxed` of them with their digits in MNIST's box
+    (write()), chosen from a stream of their own: with none, the images written before it."""
+    rng, box = np.random.default_rng(seed), np.random.default_rng([seed, 1]).random(n) < boxed
     out = []
-    for _ in range(n):
+    for in_box in box:
         pick = rng.choice(len(labels), int(rng.integers(1, 6)), replace=False)
         placed: list[tuple[int, int, np.ndarray]] = []
-        ink = write([images[i].reshape(28, 28) for i in pick], rng, "training", rng.random() < 0.5, placed=placed)
+        digits = [images[i].reshape(28, 28) for i in pick]
+        ink = write(digits, rng, "training", rng.random() < 0.5, placed=placed, boxed=bool(in_box))
         darkest, owner = np.full(ink.shape, 0.2, np.float32), np.zeros(ink.shape, np.uint8)
         for k, (top, left, glyph) in enumerate(placed, 1):
             glyph = glyph[:, : ink.shape[1] - left]  # the strip ends where the last ink does
