@@ -55,7 +55,6 @@ SPECS |= {
     "fast w32 e10 distilled": Spec({**frontier.CANDIDATES["fast w32 e5"], "epochs": 10, "patience": 10, "distil": 0.5}),
     "allconv e4 distilled": Spec({**frontier.CANDIDATES["allconv e4"], "distil": 0.5}),
     "fast bf16": Spec({**frontier.CANDIDATES["fast"], "precision": "mixed_bfloat16"}),  # where auto takes float32
-    "allconv": Spec({"model": "allconv"}),  # its own recipe: 23 epochs (~21 min a seed on the Xeon)
 }
 # Closed-form heads (training/ridge.py): the output layer solved by least squares over random
 # ReLU units, after 0 epochs (random features: PatchPCA and an untrained conv) or a few.
@@ -265,6 +264,9 @@ def main() -> None:
                 results[name].append(r := measure(name, seed, args.subset, Path(folder)))
                 test = (r.test.argmax(1) == labels.y_test).mean()
                 print(f"{name} seed {seed}: train {r.train_s:.1f} s, test {test:.4f}", flush=True)
+            if not args.subset:  # a long run stopped later keeps the recipes it finished
+                done = {n: row(n, rs, labels, machine, speeds[0], SPECS[n].all_data) for n, rs in results.items()}
+                update(args.table, done, here)
     speeds.append(frontier.calibrate())
     speed = statistics.mean(speeds)
     print(f"speed at the end: {speeds[1]:.2f} ms (start {speeds[0]:.2f}); rows carry the mean, {speed:.2f}")
@@ -287,12 +289,17 @@ def main() -> None:
     if args.subset:
         print("--subset: a quick check; nothing written")
         return
-    # One row per recipe and machine: a run here replaces this machine's rows, never another's.
-    kept = [r for r in frontier.read(args.table) if not (r.recipe in rows and r.cpu == here)]
-    table = sorted(kept + list(rows.values()), key=lambda r: r.train_s_median)
-    frontier.write(table, args.table)
+    table = update(args.table, rows, here)
     plot([r for r in table if r.cpu == here], args.figure)  # times compare only on one machine
     print(f"wrote {args.table} and {args.figure}")
+
+
+def update(table: Path, rows: dict[str, frontier.Row], here: str) -> list[frontier.Row]:
+    """One row per recipe and machine: a run here replaces this machine's rows, never another's."""
+    kept = [r for r in frontier.read(table) if not (r.recipe in rows and r.cpu == here)]
+    merged = sorted(kept + list(rows.values()), key=lambda r: r.train_s_median)
+    frontier.write(merged, table)
+    return merged
 
 
 if __name__ == "__main__":
