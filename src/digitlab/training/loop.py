@@ -69,12 +69,11 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None = No
     # MNIST), a third of `fast`'s whole run. TensorFlow keeps a numpy_function's Python function
     # for the life of the process, so it holds the arrays only through a weak reference; the
     # dataset (and so each iterator of it) holds them strongly, and lets them go with itself.
-    arrays, dtypes, shapes = _Arrays(x, y), (tf.as_dtype(x.dtype), tf.as_dtype(y.dtype)), (x.shape[1:], y.shape[1:])
-    held = weakref.ref(arrays)
+    held_x, held_y = weakref.ref(x), weakref.ref(y)
+    dtypes, shapes = (tf.as_dtype(x.dtype), tf.as_dtype(y.dtype)), (x.shape[1:], y.shape[1:])
 
     def take(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x, y = held().xy
-        return x[indices], y[indices]
+        return held_x()[indices], held_y()[indices]
 
     def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:  # no array in its closure either
         xb, yb = tf.numpy_function(take, [indices], dtypes, stateful=False)
@@ -85,15 +84,8 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None = No
     options = tf.data.Options()
     options.autotune.enabled = False
     dataset = order.map(gather).prefetch(1).with_options(options)
-    dataset._digitlab_arrays = arrays
+    dataset._digitlab_arrays = x, y
     return dataset
-
-
-class _Arrays:
-    """The arrays a dataset gathers from, in something a weak reference can point at."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray):
-        self.xy = x, y
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
