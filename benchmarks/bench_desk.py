@@ -114,7 +114,7 @@ def main() -> None:
 
 
 def _grey(data: bytes) -> np.ndarray:
-    from digitlab.image.preprocess import read_image
+    from digitlab.image.decode import read_image
 
     return read_image(data)
 

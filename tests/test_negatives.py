@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from digitlab.data import glyphs, negatives, strokes
-from digitlab.image.preprocess import prepare, read_image, stroke_width
+from digitlab.image.decode import read_image
+from digitlab.image.preprocess import prepare, stroke_width
 from digitlab.training import outliers
 
 DRAWN = ("drawn letters", "drawn symbols", "drawn shapes", "scribbles")

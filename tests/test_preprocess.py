@@ -11,7 +11,8 @@ from scipy import ndimage
 
 from digitlab.data import synth
 from digitlab.errors import DigitlabError
-from digitlab.image.preprocess import BOX, SIZE, naive, otsu, prepare, read_image
+from digitlab.image.decode import read_image
+from digitlab.image.preprocess import BOX, SIZE, naive, otsu, prepare
 
 
 def png(array: np.ndarray, mode: str | None = "L") -> bytes:

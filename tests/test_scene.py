@@ -12,7 +12,7 @@ from conftest import digitlab
 from PIL import Image
 
 from digitlab.data import scenes, synth
-from digitlab.image import preprocess, scene
+from digitlab.image import decode, preprocess, scene
 
 SHOWN = 5  # desk photos each reader is shown
 
@@ -89,7 +89,7 @@ def test_a_dark_band_along_one_edge_is_not_read_as_ink(mnist):
 def test_an_image_that_is_all_paper_is_read_exactly_as_before(mnist, kind, monkeypatch):
     files, _ = synth.render(kind, mnist.x_test.reshape(-1, 28, 28), mnist.y_test, 12, seed=5)
     for data in files:
-        assert scene.find(preprocess.read_image(data)) is None
+        assert scene.find(decode.read_image(data)) is None
         found = preprocess.prepare(data)
         monkeypatch.setattr(scene, "ENABLED", False)
         before = preprocess.prepare(data)
@@ -107,7 +107,7 @@ def test_mnist_itself_either_way_round_is_all_paper(mnist):
 def test_the_finders_box_holds_the_digit(mnist, scale):
     digit = mnist.x_test[7].reshape(28, 28)
     data, (top, left, bottom, right) = _located(digit, seed=11, scale=scale)
-    grey = preprocess.read_image(data)
+    grey = decode.read_image(data)
     region = scene.find(grey)
     assert region is not None
     k = grey.shape[0] / Image.open(io.BytesIO(data)).height  # read_image's reduction, if any
@@ -153,7 +153,7 @@ def test_a_marker_stroke_running_off_a_canvas_is_not_a_desk(mnist):
     desk would; but the surround is flat black ink, and the canvas is read whole."""
     from digitlab import robustness
     from digitlab.image import scene
-    from digitlab.image.preprocess import read_image
+    from digitlab.image.decode import read_image
 
     files, labels = robustness.real_inputs(
         "canvas thick", mnist.x_test, mnist.y_test, 1000, robustness.suite_seed("test")

@@ -22,7 +22,8 @@ import numpy as np
 
 from digitlab.errors import DigitlabError
 from digitlab.image import scene
-from digitlab.image.preprocess import BLANK, WORK_SIZE, ink_of, to_mnist
+from digitlab.image.decode import WORK_SIZE
+from digitlab.image.preprocess import BLANK, ink_of, to_mnist
 
 # Shares of the height of a line's tallest mark (MNIST's digits are all of one height):
 FRAGMENT = 0.48  # a mark shorter than this is a piece of a digit whose stroke broke, not a digit

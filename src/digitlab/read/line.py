@@ -47,7 +47,7 @@ def reread(read: list[dict], numbers: list[list[segment.Group]], layout: segment
             {
                 "digit": int(c),
                 "confidence": round(float(p), 6),
-                "top_k": [{"digit": int(d), "probability": round(float(row[d]), 6)} for d in np.argsort(-row)[:top_k]],
+                "top_k": ranked(row, top_k),
                 "box": layout.source_box(b),
             }
             for c, p, b, row in zip(text, confidence, boxes, rows, strict=True)
@@ -56,6 +56,11 @@ def reread(read: list[dict], numbers: list[list[segment.Group]], layout: segment
         confident = round(float(np.prod(confidence)), 6)
         out[k] = {**read[k], "number": text, "confidence": confident, "digits": digits, "reason": None}
     return out
+
+
+def ranked(p: np.ndarray, top_k: int) -> list[dict]:
+    """The `top_k` most probable digits of ten probabilities `p`, most probable first: an answer's top_k."""
+    return [{"digit": int(d), "probability": round(float(p[d]), 6)} for d in np.argsort(-p)[:top_k]]
 
 
 def doubtful(cut: dict, doubt: float | None = None) -> bool:

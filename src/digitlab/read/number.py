@@ -25,7 +25,7 @@ import numpy as np
 from digitlab.image import segment
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model, onnx_session, run_onnx
-from digitlab.read.line import reread
+from digitlab.read.line import ranked, reread
 
 PIECES = Path(__file__).resolve().parents[1] / "assets" / "pieces.onnx"
 WHOLE = 0.25  # weight of the piece model's log-probabilities beside the classifier's
@@ -145,11 +145,10 @@ def _number(layout: segment.Layout, read: list[tuple], threshold: float, top_k: 
     """One number's answer from its digits' (probabilities, box, image, digit read)."""
     digits = []
     for place, (p, box, _, d) in enumerate(read, 1):
-        order = np.argsort(-p)[:top_k]
         digit = {
             "digit": d,
             "confidence": round(float(p[d]), 6),
-            "top_k": [{"digit": int(k), "probability": round(float(p[k]), 6)} for k in order],
+            "top_k": ranked(p, top_k),
             "box": layout.source_box(box),
         }
         if p[d] < threshold:

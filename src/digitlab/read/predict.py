@@ -9,6 +9,7 @@ from digitlab.image import segment
 from digitlab.image.preprocess import BLANK, prepare
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
+from digitlab.read.line import ranked
 from digitlab.read.number import read_numbers
 
 
@@ -19,13 +20,13 @@ def read(model: Model, images: np.ndarray, top_k: int = 3, threshold: float | No
     probs = scale_temperature(model.probabilities(images.reshape(-1, 28, 28, 1)), model.info["temperature"])
     answers = []
     for p in probs:
-        order = np.argsort(-p)[:top_k]
-        digit, confidence = int(order[0]), float(p[order[0]])
+        digit = int(p.argmax())
+        confidence = float(p[digit])
         answer = {
             "digit": digit,
             "confidence": round(confidence, 6),
             "probabilities": [round(float(v), 6) for v in p],
-            "top_k": [{"digit": int(d), "probability": round(float(p[d]), 6)} for d in order],
+            "top_k": ranked(p, top_k),
         }
         if confidence < threshold:
             answer |= {

@@ -18,7 +18,7 @@ import anyio
 from PIL import Image, UnidentifiedImageError
 from prometheus_client import Gauge
 
-from digitlab.image.preprocess import FORMATS
+from digitlab.image.decode import FORMATS
 
 # Per image: decoded at up to 4 bytes a pixel, ~9 on the way to grey for a palette PNG with
 # transparency: ~150 MB, so two workers at once stay well under 500 MB. A 12 Mpx photo fits.
