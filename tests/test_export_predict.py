@@ -194,6 +194,31 @@ def test_predict_cli_json_show_and_bad_files(run, mnist, tmp_path):
     assert plain.returncode == 0 and plain.stdout.startswith(f"{files[0]}: 3 (")
 
 
+def test_predict_reads_many_files_on_every_core_in_their_order(mnist, tmp_path):
+    # The shipped model, 40 photos and a bad file among them: two reading processes give each
+    # file's answer in the files' order, the bad one its error line, as one process does.
+    from digitlab.data import synth
+
+    photos, labels = synth.render("photo", mnist.x_test.reshape(-1, 28, 28), mnist.y_test, 40, seed=9)
+    files = []
+    for k, data in enumerate(photos):
+        files.append(tmp_path / f"{k:02d}.jpg")
+        files[-1].write_bytes(data)
+    files.insert(17, tmp_path / "bad.jpg")
+    files[17].write_bytes(b"not an image")
+    runs = {w: digitlab("predict", *map(str, files), "--json", "--workers", w) for w in ("1", "2")}
+    answers = {}
+    for w, result in runs.items():
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        answers[w] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["file"] for a in answers["2"]] == list(map(str, files))
+    assert "not a readable image" in answers["2"][17]["error"]
+    keys = ("digit", "confidence", "box", "error")
+    assert [[a.get(k) for k in keys] for a in answers["2"]] == [[a.get(k) for k in keys] for a in answers["1"]]
+    read = [a.get("digit") for a in answers["2"][:17] + answers["2"][18:]]
+    assert np.mean(np.array(read) == labels) > 0.9  # and the answers are readings, not placeholders
+
+
 def test_shipped_model_works_without_training_and_without_tensorflow(mnist, tmp_path):
     i = int(np.flatnonzero(mnist.y_test == 5)[0])
     path = tmp_path / "five.png"
@@ -215,6 +240,7 @@ def test_predict_user_errors(tmp_path):
         (["predict", str(tmp_path / "missing.png")], "no such file"),
         (["predict", "x.png", "--model", str(tmp_path / "nope.onnx")], "no model at"),
         (["predict", "x.png", "--top-k", "0"], "--top-k must be between 1 and 10"),
+        (["predict", "x.png", "--workers", "0"], "--workers must be between 1 and 64"),
         (["export", str(tmp_path), "--format", "tflite"], "unknown format 'tflite'"),
     ):
         result = digitlab(*args)

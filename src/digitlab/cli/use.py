@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -63,16 +63,25 @@ def predict(
         ),
     ] = None,
     pixels: Pixels = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes reading the images (default: one per core, for 32 images a core and more).",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Read handwritten digits from image files, prepared the way MNIST was."""
 
-    from digitlab.read.predict import predict_image
+    from digitlab.read.files import predict_files
 
     if not 1 <= top_k <= 10:
         raise DigitlabError(f"--top-k must be between 1 and 10, got {top_k}")
+    if workers is not None and not 1 <= workers <= 64:
+        raise DigitlabError(f"--workers must be between 1 and 64, got {workers}")
     reader = _reader(model, pixels, data_dir)
-    for path, answer in _each(images, json_lines, lambda p: predict_image(reader, p, top_k=top_k, number=number)):
+    for path, answer in _each(json_lines, predict_files(reader, images, top_k, number, workers)):
         seen = answer.pop("image28")
         if show is not None:
             seen_as = "digits" if number else "28x28"  # a number's digits are a strip, 28 high
@@ -96,7 +105,7 @@ def read(
     from digitlab.read.number import read_numbers
 
     reader = _reader(model)
-    for path, found in _each(images, json_lines, lambda p: read_numbers(reader, p)):
+    for path, found in _each(json_lines, ((p, _attempt(read_numbers, reader, p)) for p in images)):
         for number in found["numbers"]:
             number.pop("image28")
         if show is not None and found["numbers"]:
@@ -125,17 +134,23 @@ def _reader(model: Path | None, pixels: str | None = None, data_dir: Path | None
     return reader
 
 
-def _each(images: list[Path], json_lines: bool, read: Callable[[Path], dict]) -> Iterator[tuple[Path, dict]]:
-    """Each image and what `read` made of it; one it cannot read is one error line (a JSON object
-    with --json) and the others are still read; then the command exits 2."""
+def _attempt(read: Callable, *args) -> dict | DigitlabError:
+    try:
+        return read(*args)
+    except DigitlabError as e:
+        return e
+
+
+def _each(json_lines: bool, answers: Iterable[tuple[Path, dict | DigitlabError]]) -> Iterator[tuple[Path, dict]]:
+    """Each image and what was made of it; one that could not be read is one error line (a JSON
+    object with --json) and the others are still read; then the command exits 2."""
     failed = 0
-    for path in images:
-        try:
-            answer = read(path)
-        except DigitlabError as e:
+    for path, answer in answers:
+        if isinstance(answer, DigitlabError):
             failed += 1
             typer.echo(
-                json.dumps({"file": str(path), "error": str(e)}) if json_lines else f"error: {e}", err=not json_lines
+                json.dumps({"file": str(path), "error": str(answer)}) if json_lines else f"error: {answer}",
+                err=not json_lines,
             )
             continue
         yield path, answer

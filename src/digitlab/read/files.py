@@ -1,0 +1,72 @@
+"""Many image files read on every core: a process per core, each with its own session of the
+same ONNX model, the answers in the order of the files.
+
+Preparing an image is mostly NumPy on small arrays and Python between OpenCV calls, holding the
+GIL: threads do not read two images at once, processes do. A process costs its start (importing
+ONNX Runtime, OpenCV and SciPy, loading the model), so a few images are read in this one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from digitlab.errors import DigitlabError
+from digitlab.io.native import Model, OnnxModel
+from digitlab.read.predict import predict_image
+
+PER_PROCESS = 32  # images a process must have to pay for its start (~0.5 s)
+CHUNK = 8  # images sent to a process at a time: fewer round trips, still an even share at the end
+
+_model: dict[str, OnnxModel] = {}  # a reading process's own model
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def processes(model: Model, count: int, workers: int | None = None) -> int:
+    """How many processes read `count` files: `workers` where given; else one per core, as far
+    as each has PER_PROCESS images. An ONNX model only: a Keras model in every process would
+    import TensorFlow in each."""
+    if workers is None:
+        workers = min(cores(), count // PER_PROCESS)
+    return max(1, workers) if type(model) is OnnxModel else 1
+
+
+def predict_files(
+    model: Model, paths: list[Path], top_k: int = 3, number: bool = False, workers: int | None = None
+) -> Iterator[tuple[Path, dict | DigitlabError]]:
+    """Each file and its answer (predict_image's), or the error that kept it from being read."""
+    n = processes(model, len(paths), workers)
+    if n == 1:
+        for path in paths:
+            yield path, _read((path, top_k, number), model)
+        return
+    # spawn: a forked child would inherit this process's ONNX Runtime threads in an unknown state
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n, mp_context=context, initializer=_start, initargs=(model.path,)) as pool:
+        try:
+            yield from zip(paths, pool.map(_read, [(p, top_k, number) for p in paths], chunksize=CHUNK), strict=True)
+        except BrokenProcessPool:
+            raise DigitlabError("a reading process died (out of memory?); read with --workers 1") from None
+
+
+def _start(path: Path) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process a core: OpenCV's own threads would only contend
+    _model["onnx"] = OnnxModel(path, threads=1)
+
+
+def _read(item: tuple[Path, int, bool], model: Model | None = None) -> dict | DigitlabError:
+    path, top_k, number = item
+    try:
+        return predict_image(model or _model["onnx"], path, top_k=top_k, number=number)
+    except DigitlabError as e:
+        return e
