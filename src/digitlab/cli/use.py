@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,13 @@ Pixels = Annotated[
     typer.Option(
         help="A model trained elsewhere takes pixels in 1 ([0, 1]), 255 ([0, 255]) or standardized "
         "((x - 0.1307) / 0.3081) (default: detected on MNIST validation digits).",
+        show_default=False,
+    ),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        help="Processes reading the images (default: one per core, for 32 images a core and more).",
         show_default=False,
     ),
 ]
@@ -63,25 +71,19 @@ def predict(
         ),
     ] = None,
     pixels: Pixels = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Processes reading the images (default: one per core, for 32 images a core and more).",
-            show_default=False,
-        ),
-    ] = None,
+    workers: Workers = None,
     data_dir: DataDir = None,
 ) -> None:
     """Read handwritten digits from image files, prepared the way MNIST was."""
 
-    from digitlab.read.files import predict_files
+    from digitlab.read.files import read_files
+    from digitlab.read.predict import predict_image
 
     if not 1 <= top_k <= 10:
         raise DigitlabError(f"--top-k must be between 1 and 10, got {top_k}")
-    if workers is not None and not 1 <= workers <= 64:
-        raise DigitlabError(f"--workers must be between 1 and 64, got {workers}")
     reader = _reader(model, pixels, data_dir)
-    for path, answer in _each(json_lines, predict_files(reader, images, top_k, number, workers)):
+    read = functools.partial(predict_image, top_k=top_k, number=number)
+    for path, answer in _each(json_lines, read_files(reader, images, read, workers)):
         seen = answer.pop("image28")
         if show is not None:
             seen_as = "digits" if number else "28x28"  # a number's digits are a strip, 28 high
@@ -100,12 +102,14 @@ def read(
     show: Annotated[
         Path | None, typer.Option(help="Write here, as PNG, each image with the numbers read boxed (NAME.box.png).")
     ] = None,
+    workers: Workers = None,
 ) -> None:
     """Read every number in each image, in reading order (lines top to bottom, left to right)."""
+    from digitlab.read.files import read_files
     from digitlab.read.number import read_numbers
 
     reader = _reader(model)
-    for path, found in _each(json_lines, ((p, _attempt(read_numbers, reader, p)) for p in images)):
+    for path, found in _each(json_lines, read_files(reader, images, read_numbers, workers)):
         for number in found["numbers"]:
             number.pop("image28")
         if show is not None and found["numbers"]:
@@ -132,13 +136,6 @@ def _reader(model: Path | None, pixels: str | None = None, data_dir: Path | None
     if "note" in reader.info:
         typer.echo(f"note: {reader.info['note']}", err=True)
     return reader
-
-
-def _attempt(read: Callable, *args) -> dict | DigitlabError:
-    try:
-        return read(*args)
-    except DigitlabError as e:
-        return e
 
 
 def _each(json_lines: bool, answers: Iterable[tuple[Path, dict | DigitlabError]]) -> Iterator[tuple[Path, dict]]:

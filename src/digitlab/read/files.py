@@ -8,18 +8,19 @@ ONNX Runtime, OpenCV and SciPy, loading the model), so a few images are read in 
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
 from digitlab.io.native import Model, OnnxModel
-from digitlab.read.predict import predict_image
 
 PER_PROCESS = 32  # images a process must have to pay for its start (~0.5 s)
+MAX_PROCESSES = 64
 CHUNK = 8  # images sent to a process at a time: fewer round trips, still an even share at the end
 
 _model: dict[str, OnnxModel] = {}  # a reading process's own model
@@ -34,25 +35,30 @@ def processes(model: Model, count: int, workers: int | None = None) -> int:
     """How many processes read `count` files: `workers` where given; else one per core, as far
     as each has PER_PROCESS images. An ONNX model only: a Keras model in every process would
     import TensorFlow in each."""
+    if workers is not None and not 1 <= workers <= MAX_PROCESSES:
+        raise DigitlabError(f"--workers must be between 1 and {MAX_PROCESSES}, got {workers}")
     if workers is None:
         workers = min(cores(), count // PER_PROCESS)
     return max(1, workers) if type(model) is OnnxModel else 1
 
 
-def predict_files(
-    model: Model, paths: list[Path], top_k: int = 3, number: bool = False, workers: int | None = None
+Read = Callable[[Model, Path], dict]  # predict_image or read_numbers, its options bound (functools.partial)
+
+
+def read_files(
+    model: Model, paths: list[Path], read: Read, workers: int | None = None
 ) -> Iterator[tuple[Path, dict | DigitlabError]]:
-    """Each file and its answer (predict_image's), or the error that kept it from being read."""
+    """Each file and what `read` made of it, or the error that kept it from being read."""
     n = processes(model, len(paths), workers)
     if n == 1:
         for path in paths:
-            yield path, _read((path, top_k, number), model)
+            yield path, _read(read, path, model)
         return
     # spawn: a forked child would inherit this process's ONNX Runtime threads in an unknown state
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(n, mp_context=context, initializer=_start, initargs=(model.path,)) as pool:
         try:
-            yield from zip(paths, pool.map(_read, [(p, top_k, number) for p in paths], chunksize=CHUNK), strict=True)
+            yield from zip(paths, pool.map(functools.partial(_read, read), paths, chunksize=CHUNK), strict=True)
         except BrokenProcessPool:
             raise DigitlabError("a reading process died (out of memory?); read with --workers 1") from None
 
@@ -64,9 +70,8 @@ def _start(path: Path) -> None:
     _model["onnx"] = OnnxModel(path, threads=1)
 
 
-def _read(item: tuple[Path, int, bool], model: Model | None = None) -> dict | DigitlabError:
-    path, top_k, number = item
+def _read(read: Read, path: Path, model: Model | None = None) -> dict | DigitlabError:
     try:
-        return predict_image(model or _model["onnx"], path, top_k=top_k, number=number)
+        return read(model or _model["onnx"], path)
     except DigitlabError as e:
         return e
