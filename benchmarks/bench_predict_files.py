@@ -43,7 +43,7 @@ def main() -> None:
 
     from digitlab.data import synth
     from digitlab.data.mnist import load_mnist
-    from digitlab.read.files import cores
+    from digitlab.environment import cores
 
     data = load_mnist(DATA_DIR)
     photos, labels = synth.render("photo", data.x_test.reshape(-1, 28, 28), data.y_test, args.n, seed=2026)
@@ -61,7 +61,12 @@ def main() -> None:
                 seconds, answers[workers] = timed(files, workers)
                 runs[workers].append(seconds)
     one, every = (statistics.median(runs[w]) for w in runs)
-    assert answers["1"] == answers[every_core], "the answers differ between one process and several"
+    # One ONNX Runtime thread a process sums in another order than two: confidences may differ
+    # in their last digits, the digits read must not.
+    one_by_one, side_by_side = answers["1"], answers[every_core]
+    assert [a[:2] for a in one_by_one] == [a[:2] for a in side_by_side], "another digit read with processes"
+    gap = max(abs((a[2] or 0) - (b[2] or 0)) for a, b in zip(one_by_one, side_by_side, strict=True))
+    print(f"the same digit read either way for every file; confidences within {gap:.1e}")
     right = sum(a[1] == y for a, y in zip(answers["1"], labels, strict=True)) / len(labels)
     print(f"{args.n:,} photos, {right:.1%} read right (either way)")
     for workers, seconds in runs.items():

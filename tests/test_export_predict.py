@@ -213,8 +213,11 @@ def test_predict_reads_many_files_on_every_core_in_their_order(mnist, tmp_path):
         answers[w] = [json.loads(line) for line in result.stdout.splitlines()]
     assert [a["file"] for a in answers["2"]] == list(map(str, files))
     assert "not a readable image" in answers["2"][17]["error"]
-    keys = ("digit", "confidence", "box", "error")
+    keys = ("digit", "box", "error")
     assert [[a.get(k) for k in keys] for a in answers["2"]] == [[a.get(k) for k in keys] for a in answers["1"]]
+    # one ONNX Runtime thread a process sums in another order than two: the last digits may differ
+    confidences = [[a.get("confidence") or 0.0 for a in answers[w]] for w in ("1", "2")]
+    assert confidences[1] == pytest.approx(confidences[0], abs=1e-4)
     read = [a.get("digit") for a in answers["2"][:17] + answers["2"][18:]]
     assert np.mean(np.array(read) == labels) > 0.9  # and the answers are readings, not placeholders
 

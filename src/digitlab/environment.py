@@ -1,4 +1,5 @@
-"""Environment variables set for a block only: digitlab leaves os.environ as it found it."""
+"""The process's environment: variables set for a block only (digitlab leaves os.environ as it
+found it), and the cores it may run on."""
 
 from __future__ import annotations
 
@@ -23,3 +24,8 @@ def temporarily(values: dict[str, str], keep_set: bool = False) -> Iterator[None
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity, where the system says)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

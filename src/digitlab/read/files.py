@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from digitlab.environment import cores
 from digitlab.errors import DigitlabError
 from digitlab.io.native import Model, OnnxModel
 
@@ -24,11 +24,6 @@ MAX_PROCESSES = 64
 CHUNK = 8  # images sent to a process at a time: fewer round trips, still an even share at the end
 
 _model: dict[str, OnnxModel] = {}  # a reading process's own model
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def processes(model: Model, count: int, workers: int | None = None) -> int:

@@ -25,9 +25,9 @@ from digitlab.io.native import onnx_session, run_onnx
 from digitlab.training.line_reader import STEPS, decode
 
 LINE = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
-LINE_SURE = 0.8
+LINE_SURE = 0.5
 DOUBT = 0.99
-ANSWER = 0.95
+ANSWER = 0.8
 
 
 @functools.cache

@@ -38,7 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from digitlab.environment import temporarily
+from digitlab.environment import cores, temporarily
 from digitlab.errors import DigitlabError
 from digitlab.io.load import load
 from digitlab.serve import probes, v1, v2
@@ -64,10 +64,11 @@ __all__ = ["MAX_BATCH", "MAX_UPLOAD", "app_from_env", "create_app", "running", "
 
 log = logging.getLogger("digitlab.serve")
 # `digitlab serve --workers N` starts N processes that build their app from these (app_from_env).
-ENV_MODEL, ENV_MAX_UPLOAD, ENV_QUEUE_WAIT = (
+ENV_MODEL, ENV_MAX_UPLOAD, ENV_QUEUE_WAIT, ENV_WORKERS = (
     "DIGITLAB_SERVE_MODEL",
     "DIGITLAB_SERVE_MAX_UPLOAD",
     "DIGITLAB_SERVE_QUEUE_WAIT",
+    "DIGITLAB_SERVE_WORKERS",
 )
 FACTORY = "digitlab.serve.app:app_from_env"
 CLIENT_CLOSED = 499  # nginx's status for a client that closed its connection before the answer
@@ -140,13 +141,21 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app of one worker process of `digitlab serve --workers N` (uvicorn's factory), set up
-    from the environment the command gives it."""
-    return create_app(
+    from the environment the command gives it. The process is one of several on the machine's
+    cores: OpenCV and ONNX Runtime each get its share of them, not a thread per core each (which
+    made two processes serve fewer requests than one: docs/BENCHMARKS.md)."""
+    import cv2
+
+    share = max(1, cores() // max(1, int(os.environ.get(ENV_WORKERS, "1"))))
+    cv2.setNumThreads(share)
+    settings = Settings(
         os.environ.get(ENV_MODEL) or None,
         int(os.environ.get(ENV_MAX_UPLOAD, MAX_UPLOAD)),
         float(os.environ.get(ENV_QUEUE_WAIT, QUEUE_WAIT)),
         seconds(ENV_BODY_TIMEOUT, BODY_TIMEOUT),
+        threads=share,
     )
+    return build(settings)
 
 
 def check_port(host: str, port: int) -> None:
@@ -206,6 +215,7 @@ def serve(
             ENV_MODEL: str(model_path or ""),
             ENV_MAX_UPLOAD: str(max_upload),
             ENV_QUEUE_WAIT: str(queue_wait),
+            ENV_WORKERS: str(workers),
             "PROMETHEUS_MULTIPROC_DIR": folder,
         }
         with temporarily(settings):

@@ -32,6 +32,7 @@ class Settings:
     body_timeout: float = BODY_TIMEOUT
     # A model `serve` has loaded already, to refuse a bad one in one line before uvicorn starts.
     model: Model | None = None
+    threads: int = 0  # ONNX Runtime's threads (0: one per core); a process of several takes its share
 
 
 def warm_up(model: Model) -> None:
@@ -43,7 +44,7 @@ def warm_up(model: Model) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
-    model = settings.model if settings.model is not None else load(settings.model_path)
+    model = settings.model if settings.model is not None else load(settings.model_path, threads=settings.threads)
     warm_up(model)
     metrics = Metrics()
     app.state.model, app.state.metrics = model, metrics

@@ -10,7 +10,7 @@ image/strip.py), and from non-digits (letters, shapes, scribbles, textures from 
 sources of data/negatives.py) whose reading is empty: it learns to read nothing where there is no
 digit, so that it may answer where the cuts decline. Train and ship it with:
 
-    python -m digitlab.training.line_reader [--lines 40000] [--out src/digitlab/assets/line.onnx]
+    python -m digitlab.training.line_reader [--lines 80000] [--out src/digitlab/assets/line.onnx]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from digitlab.image import segment
 from digitlab.image.strip import HEIGHT, WIDTH, strip
 
 OUT = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
-LINES = 40_000  # numbers written, 1-5 digits each, half of them touching
+LINES = 80_000  # numbers written, 1-5 digits each, half of them touching
 NOT_NUMBERS = 0.2  # and this many non-digits per number, read as nothing
 # A share of the numbers with each digit in MNIST's 20-px box (a wide digit shorter, not wider),
 # as the suite's numbers stand (lines.training). None in the shipped reader: a quarter traded
@@ -35,7 +35,7 @@ BOXED = 0.0
 NOT_NUMBER_STREAM = 2**33
 MAX_DIGITS = 5  # the longest number the generator writes; CTC's labels are padded to it
 STEPS = WIDTH // 4  # time steps: one per 4 columns, 8 per digit height, room for blanks between
-EPOCHS = 12
+EPOCHS = 10
 BATCH = 64
 LR = 2e-3  # Adam, cosine-annealed to 0 over the epochs
 SEED = 0
