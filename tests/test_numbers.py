@@ -231,27 +231,28 @@ def test_a_number_becomes_one_strip_at_one_height(mnist):
     from digitlab.image.strip import HEIGHT, WIDTH, strip
 
     layout = segment.find(written(mnist, "4096"), page=False)
-    image, scale, left = strip(layout.lines[0][0])
+    image = strip(layout.lines[0][0])
     assert image.shape == (HEIGHT, WIDTH) and image.max() == 1.0
     rows = np.flatnonzero(image.max(1) > 0.2)
     assert rows[0] >= 1 and rows[-1] <= HEIGHT - 2  # the whole height, a margin kept
     cols = np.flatnonzero(image.max(0) > 0.2)
     assert cols[0] <= 1  # left-aligned
-    assert left == layout.lines[0][0][0].box[1] and scale > 1
 
 
 def test_the_line_reader_reads_what_no_cut_separates(mnist, model, monkeypatch):
     # "702" written with deep overlaps (the training family's range, test digits): cutting
     # alone reads the 0 into a neighbour; the line reader, reading the number whole, does not.
+    # (Not every such overlap: of seeds 1-14 the cuts alone misread 5, the line reader 2 of them.)
     from digitlab.read import line
 
-    ink = lines.write([digit(mnist, int(c)) for c in "702"], np.random.default_rng(1), "training", True, height=60)
+    ink = lines.write([digit(mnist, int(c)) for c in "702"], np.random.default_rng(2), "training", True, height=60)
     image = png(np.pad(ink, 30))
     answer = predict_image(model, image, number=True)
     assert answer["number"] == "702", answer["digits"]
     assert [len(d["top_k"]) for d in answer["digits"]] == [3, 3, 3]
     boxes = [d["box"] for d in answer["digits"]]
     assert boxes[0][1] < boxes[1][1] < boxes[2][1]  # left to right in the image as sent
+    assert all(top < bottom and left < right for top, left, bottom, right in boxes)
     monkeypatch.setattr(line, "LINE_SURE", 1.1)  # the reading by cuts alone
     assert predict_image(model, image, number=True)["number"] != "702"
 

@@ -18,12 +18,11 @@ WIDTH = 192  # 6 digit heights: five wide digits with ordinary gaps; wider numbe
 MARGIN = 2  # px of paper above and below, so that no stroke touches the edge
 
 
-def strip(groups: list[Group]) -> tuple[np.ndarray, float, int]:
-    """The strip (HEIGHT, WIDTH) float32 of a number's groups, the work image's columns per
-    strip column, and the work image's column where the strip starts."""
+def strip(groups: list[Group]) -> np.ndarray:
+    """The strip (HEIGHT, WIDTH) float32 of a number's groups."""
     import cv2
 
-    ink, _, (_, left, _, _) = joined(groups)
+    ink = joined(groups)[0]
     if ink.max() > 0:
         ink /= max(float(np.percentile(ink[ink > 0], 90)), 1e-6)
     ink = np.clip(ink, 0.0, 1.0)
@@ -33,4 +32,4 @@ def strip(groups: list[Group]) -> tuple[np.ndarray, float, int]:
     out = np.zeros((HEIGHT, WIDTH), np.float32)
     row = (HEIGHT - size[1]) // 2
     out[row : row + size[1], : size[0]] = small
-    return out, 1.0 / scale, left
+    return out

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.image import segment
-from digitlab.image.strip import WIDTH, strip
+from digitlab.image.strip import strip
 from digitlab.io.native import onnx_session, run_onnx
-from digitlab.training.line_reader import STEPS, decode
+from digitlab.training.line_reader import decode
 
 LINE = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
 LINE_SURE = 0.5
@@ -84,19 +84,14 @@ def read_lines(numbers: list[list[segment.Group]], path: Path = LINE) -> list[tu
     box (work image) and ten digits' probabilities."""
     if not numbers:
         return []
-    strips = [strip(groups) for groups in numbers]
     session = _session(path)
-    feeds = {session.get_inputs()[0].name: np.stack([s for s, _, _ in strips])[..., None]}
+    feeds = {session.get_inputs()[0].name: np.stack([strip(groups) for groups in numbers])[..., None]}
     out = []
-    for groups, (_, scale, left), (text, confidence, steps, rows) in zip(
-        numbers, strips, decode(run_onnx(session, path, feeds)), strict=True
-    ):
+    for groups, (text, confidence, _, rows) in zip(numbers, decode(run_onnx(session, path, feeds)), strict=True):
         top, first, bottom, last = segment.union([g.box for g in groups])
-        centres = (steps + 0.5) * WIDTH / STEPS  # strip columns
-        edges = np.concatenate([[0.0], (centres[1:] + centres[:-1]) / 2, [WIDTH]])
-        boxes = [
-            (top, max(first, left + int(a * scale)), bottom, min(last, left + int(np.ceil(b * scale))))
-            for a, b in itertools.pairwise(edges)
-        ][: len(text)]  # none where it read nothing
+        # CTC says which digits, not where: a digit is often emitted steps after its ink, once
+        # the reader has seen past it. Each digit gets an equal share of the number's columns.
+        edges = np.linspace(first, last, len(text) + 1).round().astype(int)
+        boxes = [(top, int(a), bottom, int(max(b, a + 1))) for a, b in itertools.pairwise(edges)]
         out.append((text, confidence, boxes, rows))
     return out

@@ -56,7 +56,7 @@ def examples(
         layout = segment.find(source, page=False)
         if layout.reason:  # nothing found: reading never gets as far as the line reader
             continue
-        strips.append(strip([g for line in layout.lines for number in line for g in number])[0])
+        strips.append(strip([g for line in layout.lines for number in line for g in number]))
         targets.append([int(c) + 1 for c in text] + [0] * (MAX_DIGITS - len(text)))
     return np.stack(strips), np.array(targets, np.int32)
 
