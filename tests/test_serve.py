@@ -244,7 +244,7 @@ def test_the_app_and_its_schema_are_built_without_loading_a_model(monkeypatch):
     from digitlab.serve import state
 
     loaded = []
-    monkeypatch.setattr(state, "load", lambda path: loaded.append(path) or load(path))
+    monkeypatch.setattr(state, "load", lambda path, **options: loaded.append(path) or load(path, **options))
     missing = create_app("no/such/model.onnx")
     assert "/v1/predict" in missing.openapi()["paths"]
     app = create_app()

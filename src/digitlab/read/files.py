@@ -19,7 +19,7 @@ from digitlab.environment import cores
 from digitlab.errors import DigitlabError
 from digitlab.io.native import Model, OnnxModel
 
-PER_PROCESS = 32  # images a process must have to pay for its start (~0.5 s)
+PER_PROCESS = 32  # images a process must have to be worth its start (imports, the model loaded again)
 MAX_PROCESSES = 64
 CHUNK = 8  # images sent to a process at a time: fewer round trips, still an even share at the end
 
