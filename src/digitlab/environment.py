@@ -1,5 +1,5 @@
 """The process's environment: variables set for a block only (digitlab leaves os.environ as it
-found it), and the cores it may run on."""
+found it), and the cores it may run on, alone or as one of several processes."""
 
 from __future__ import annotations
 
@@ -29,3 +29,14 @@ def temporarily(values: dict[str, str], keep_set: bool = False) -> Iterator[None
 def cores() -> int:
     """The cores this process may run on (its affinity, where the system says)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def take_share(processes: int) -> int:
+    """For a process that is one of `processes` reading on this machine's cores, which it owns
+    (a worker digitlab started): OpenCV's threads set to its share of the cores, and that share,
+    for ONNX Runtime's. A thread per core in each would have them contend."""
+    import cv2
+
+    share = max(1, cores() // max(1, processes))
+    cv2.setNumThreads(share)
+    return share

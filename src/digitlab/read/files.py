@@ -1,5 +1,5 @@
 """Many image files read on every core: a process per core, each with its own session of the
-same ONNX model, the answers in the order of the files.
+same ONNX model and its share of the cores' threads, the answers in the order of the files.
 
 Preparing an image is mostly NumPy on small arrays and Python between OpenCV calls, holding the
 GIL: threads do not read two images at once, processes do. A process costs its start (importing
@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from digitlab.environment import cores
+from digitlab.environment import cores, take_share
 from digitlab.errors import DigitlabError
 from digitlab.io.native import Model, OnnxModel
 
@@ -51,18 +51,15 @@ def read_files(
         return
     # spawn: a forked child would inherit this process's ONNX Runtime threads in an unknown state
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n, mp_context=context, initializer=_start, initargs=(model.path,)) as pool:
+    with ProcessPoolExecutor(n, mp_context=context, initializer=_start, initargs=(model.path, n)) as pool:
         try:
             yield from zip(paths, pool.map(functools.partial(_read, read), paths, chunksize=CHUNK), strict=True)
         except BrokenProcessPool:
             raise DigitlabError("a reading process died (out of memory?); read with --workers 1") from None
 
 
-def _start(path: Path) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one process a core: OpenCV's own threads would only contend
-    _model["onnx"] = OnnxModel(path, threads=1)
+def _start(path: Path, processes: int) -> None:
+    _model["onnx"] = OnnxModel(path, threads=take_share(processes))
 
 
 def _read(read: Read, path: Path, model: Model | None = None) -> dict | DigitlabError:

@@ -38,7 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from digitlab.environment import cores, temporarily
+from digitlab.environment import take_share, temporarily
 from digitlab.errors import DigitlabError
 from digitlab.io.load import load
 from digitlab.serve import probes, v1, v2
@@ -144,10 +144,7 @@ def app_from_env() -> FastAPI:
     from the environment the command gives it. The process is one of several on the machine's
     cores: OpenCV and ONNX Runtime each get its share of them, not a thread per core each (which
     made two processes serve fewer requests than one: docs/BENCHMARKS.md)."""
-    import cv2
-
-    share = max(1, cores() // max(1, int(os.environ.get(ENV_WORKERS, "1"))))
-    cv2.setNumThreads(share)
+    share = take_share(int(os.environ.get(ENV_WORKERS, "1")))
     settings = Settings(
         os.environ.get(ENV_MODEL) or None,
         int(os.environ.get(ENV_MAX_UPLOAD, MAX_UPLOAD)),
