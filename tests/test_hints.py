@@ -122,6 +122,11 @@ def test_data_and_robustness_in_a_serve_install(data_dir, tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: digitlab robustness needs scikit-image: pip install -e "), result.stderr
     assert "MNIST" not in result.stderr and not empty.exists() and not (tmp_path / "out").exists()
+    # train loads MNIST while TensorFlow imports: from disk only, so here too nothing is fetched first.
+    trained = serve_install("train", "--model", "fast", "--data-dir", str(empty), "--out", str(tmp_path / "run"))
+    assert trained.returncode == 2
+    assert trained.stderr.startswith("error: digitlab train needs "), trained.stderr
+    assert "MNIST" not in trained.stderr and not empty.exists() and not (tmp_path / "run").exists()
 
 
 @contextlib.contextmanager

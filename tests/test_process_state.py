@@ -96,8 +96,8 @@ def test_training_leaves_no_process_wide_state_behind(data_dir, tmp_path):
         + f"""
 import json, pickle, random
 environment = dict(os.environ)
-from digitlab.experiments.pipeline import train  # digitlab imports TensorFlow and Keras here
-from digitlab.nn.backend import keras
+from digitlab.experiments.pipeline import train
+from digitlab.nn.backend import keras  # digitlab imports TensorFlow and Keras here
 from digitlab.training.config import TrainConfig
 import numpy as np
 from keras.src.backend.common import global_state

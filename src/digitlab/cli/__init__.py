@@ -1,5 +1,5 @@
 """The command line: `digitlab COMMAND` (app.py), its commands in train.py and use.py."""
 
-from digitlab.cli.app import main
+from digitlab.cli.app import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

@@ -1,7 +1,5 @@
 """`python -m digitlab.cli`."""
 
-import sys
+from digitlab.cli.app import run
 
-from digitlab.cli.app import main
-
-sys.exit(main())
+run()

@@ -5,20 +5,18 @@ The training loop (training/) never reads the test split; evaluation/ does, once
 
 from __future__ import annotations
 
+import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from digitlab.data.mnist import MNIST, load_mnist
-from digitlab.evaluation.evaluate import evaluate
-from digitlab.experiments import distil
-from digitlab.nn.backend import tf_errors_only
+from digitlab.errors import DigitlabError
 from digitlab.progress import status
-from digitlab.training import loop
 from digitlab.training.config import TrainConfig
-from digitlab.training.numerics import random_state_kept
 from digitlab.training.record import Budget
 from digitlab.training.runs import Run
 
@@ -38,16 +36,24 @@ def train(
     completed. Returns the run folder."""
     config = config or TrainConfig()
     config.check()
-    t0 = time.perf_counter()
     ours = data is None
+    load_s = 0.0
     if ours:  # loaded once for both steps
-        data = load_mnist(data_dir, val_size=config.val_size, split_seed=config.split_seed)
+        data, load_s = _load_while_importing(config, data_dir)
+    from digitlab.evaluation.evaluate import evaluate
+    from digitlab.experiments import distil
+    from digitlab.nn.backend import tf_errors_only
+    from digitlab.training import loop
+    from digitlab.training.numerics import random_state_kept
+
     y_train = None
     if config.distil:  # the teacher reads the very images the student trains on
+        t0 = time.perf_counter()
         with status("reading the training digits with the teacher (the shipped model)"):
             train_split = data.subset(config.subset)
             y_train = distil.targets(train_split.x_train, train_split.y_train, config.distil)
-    load_s = round(time.perf_counter() - t0, 2)
+        load_s += time.perf_counter() - t0
+    load_s = round(load_s, 2)
     with tf_errors_only(), random_state_kept():
         folder = loop.train(config, data, out, verbose, callbacks, budget, load_s, y_train)
         if ours:  # evaluation reads validation and test: the training images (157 MB) can go
@@ -62,3 +68,26 @@ def train(
             raise
     run.complete()
     return folder
+
+
+def _load_while_importing(config: TrainConfig, data_dir: str | Path | None) -> tuple[MNIST, float]:
+    """MNIST, and the seconds loading it took, loaded on a thread while TensorFlow imports on this
+    one: the import is seconds of Python on one core, and loading (unzipping, hashing, scaling)
+    lets go of the GIL, so the two overlap. The thread reads only what is on disk: a download
+    waits until TensorFlow has imported, so an install without it says so before fetching anything."""
+
+    def load(download_missing: bool) -> tuple[MNIST, float]:
+        t0 = time.perf_counter()
+        data = load_mnist(data_dir, config.val_size, config.split_seed, download_missing)
+        if config.subset is None:  # the fingerprint the run records, hashed (without the GIL) here too
+            data.digest()
+        return data, time.perf_counter() - t0
+
+    with ThreadPoolExecutor(1) as pool:
+        on_disk = pool.submit(load, download_missing=False)
+        import digitlab.evaluation.evaluate
+        import digitlab.training.loop  # noqa: F401 (TensorFlow)
+
+        with contextlib.suppress(DigitlabError):  # not there (or unreadable): the load below says why
+            return on_disk.result()
+    return load(download_missing=True)
