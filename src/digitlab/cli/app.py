@@ -97,11 +97,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `digitlab` command: main(), then an exit that skips the interpreter's last garbage
-    collection, which walks every object TensorFlow made (about a second after a training) only
-    to free memory the ending process gives back anyway. Not in main(): a caller's process goes on."""
+    """The `digitlab` command: main(), then, where it succeeded, an exit that skips the
+    interpreter's last garbage collection, which walks every object TensorFlow made (about a
+    second after a training) only to free memory the ending process gives back anyway. Not after
+    a failure or Ctrl-C, where that collection may still close what the command left open (a
+    stopped fit's TensorBoard writers); not in main(): a caller's process goes on."""
     code = main()
-    gc.freeze()
+    if code == 0:
+        gc.freeze()
     sys.exit(code)
 
 

@@ -6,6 +6,7 @@ The training loop (training/) never reads the test split; evaluation/ does, once
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -79,10 +80,10 @@ def _load_while_importing(config: TrainConfig, data_dir: str | Path | None) -> t
     def load(download_missing: bool) -> tuple[MNIST, float]:
         t0 = time.perf_counter()
         data = load_mnist(data_dir, config.val_size, config.split_seed, download_missing)
-        if config.subset is None:  # the fingerprint the run records, hashed (without the GIL) here too
-            data.digest()
         return data, time.perf_counter() - t0
 
+    if importlib.util.find_spec("tensorflow") is None:  # an install without it: say so at once
+        import digitlab.training.loop  # raises the ModuleNotFoundError the CLI words as a hint
     with ThreadPoolExecutor(1) as pool:
         on_disk = pool.submit(load, download_missing=False)
         import digitlab.evaluation.evaluate
