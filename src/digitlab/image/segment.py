@@ -185,18 +185,16 @@ def union(boxes: list[Box]) -> Box:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def joined(groups: list[Group]) -> tuple[np.ndarray, np.ndarray, Box]:
+def joined(groups: list[Group]) -> np.ndarray:
     """A number's groups as one: the ink of their marks only (not a neighbouring line's that
-    reaches into their box), those pixels, and the box they span in the work image."""
-    top, left, bottom, right = box = union([g.box for g in groups])
+    reaches into their box), over the box they span in the work image."""
+    top, left, bottom, right = union([g.box for g in groups])
     ink = np.zeros((bottom - top, right - left), np.float32)
-    own = np.zeros(ink.shape, bool)
     for g in groups:
         t, lf, b, r = g.box
         region = (slice(t - top, b - top), slice(lf - left, r - left))
         np.maximum(ink[region], g.ink * g.own, out=ink[region])
-        own[region] |= g.own
-    return ink, own, box
+    return ink
 
 
 def _groups(marks: dict[int, Box]) -> list[tuple[Box, list[int]]]:

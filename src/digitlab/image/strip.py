@@ -22,7 +22,7 @@ def strip(groups: list[Group]) -> np.ndarray:
     """The strip (HEIGHT, WIDTH) float32 of a number's groups."""
     import cv2
 
-    ink = joined(groups)[0]
+    ink = joined(groups)
     if ink.max() > 0:
         ink /= max(float(np.percentile(ink[ink > 0], 90)), 1e-6)
     ink = np.clip(ink, 0.0, 1.0)
