@@ -37,8 +37,19 @@ from PIL import Image
 TIME_LIMIT = 300  # seconds: the test stops even if the server stalls
 
 
-def payloads(n: int) -> list[bytes]:
+def payloads(n: int, kind: str = "png") -> list[bytes]:
+    """`n` uploads of one MNIST test digit: as a 140x140 PNG, or (`desk`) a phone photo of a sheet
+    on a desk (data/scenes.py, test family) as a 400x400 JPEG, as a phone app would send it."""
     from digitlab.data.mnist import load_raw
+
+    if kind == "desk":
+        from bench_desk import to_400
+
+        from digitlab.data import scenes
+
+        raw = load_raw(DATA_DIR)
+        files, _ = scenes.render(raw.test_images / np.float32(255), raw.test_labels, n, family="test")
+        return [to_400(f) for f in files]
 
     raw = load_raw(DATA_DIR)
     out = []
@@ -67,7 +78,9 @@ async def hammer(url: str, bodies: list[bytes], total: int, concurrency: int, se
             i = queue.get_nowait()
             t0 = time.perf_counter()
             try:
-                r = await client.post(url, files={"file": ("d.png", bodies[i % len(bodies)], "image/png")})
+                body = bodies[i % len(bodies)]
+                kind = ("d.jpg", "image/jpeg") if body.startswith(b"\xff\xd8") else ("d.png", "image/png")
+                r = await client.post(url, files={"file": (kind[0], body, kind[1])})
                 ok = r.status_code == 200 and "digit" in r.json()
                 busy += r.status_code == 503
             except httpx.HTTPError:
@@ -216,6 +229,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--payload", choices=("png", "desk"), default="png", help="140x140 PNGs or 400x400 desk JPEGs")
     parser.add_argument("--saturate", type=float, default=10, help="seconds of /healthz probing under load")
     parser.add_argument("--exhaust", type=int, default=20_000, help="idle half-open connections (0: skip)")
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: the prober process
@@ -225,7 +239,7 @@ def main() -> None:
 
     from digitlab.serve.app import running
 
-    bodies = payloads(200)
+    bodies = payloads(200, args.payload)
     options = ("--workers", str(args.workers))
     rows = []
     with running(args.model, options=options) as base:
@@ -247,6 +261,7 @@ def main() -> None:
         peak, answers = corpus_memory(base, server_pids())
     print(f"machine: {describe_machine()}")
     print(f"server: digitlab serve --workers {args.workers} on 127.0.0.1; clients in other processes, same cores")
+    print(f"uploads: {'400x400 desk-photo JPEGs' if args.payload == 'desk' else '140x140 PNGs'}")
     print()
     print("| requests | concurrency | requests/s | p50 ms | p99 ms | errors | 503s |")
     print("|---|---|---|---|---|---|---|")

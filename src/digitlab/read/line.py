@@ -87,7 +87,7 @@ def read_lines(numbers: list[list[segment.Group]], path: Path = LINE) -> list[tu
     session = _session(path)
     feeds = {session.get_inputs()[0].name: np.stack([strip(groups) for groups in numbers])[..., None]}
     out = []
-    for groups, (text, confidence, _, rows) in zip(numbers, decode(run_onnx(session, path, feeds)), strict=True):
+    for groups, (text, confidence, rows) in zip(numbers, decode(run_onnx(session, path, feeds)), strict=True):
         top, first, bottom, last = segment.union([g.box for g in groups])
         # CTC says which digits, not where: a digit is often emitted steps after its ink, once
         # the reader has seen past it. Each digit gets an equal share of the number's columns.
