@@ -1,10 +1,11 @@
 """A bounded load test of `digitlab serve` on 127.0.0.1: throughput, liveness under load, memory.
 
     python benchmarks/bench_serve.py [--model PATH] [--requests 2000] [--concurrency 8 32]
-                                     [--workers 1] [--saturate 10] [--exhaust 20000]
+                                     [--workers 1] [--saturate 10] [--exhaust 20000] [--payload png|desk]
 
-1. Throughput: each request uploads a real MNIST test digit as a 140x140 PNG (multipart), the
-   server's whole path: decode, MNIST-style preprocessing, ONNX Runtime, JSON. requests/s,
+1. Throughput: each request uploads a real MNIST test digit as a 140x140 PNG (multipart), or with
+   `--payload desk` a 400x400 JPEG phone photo of it on a sheet lying on a desk, the server's
+   whole path: decode, (find the sheet,) MNIST-style preprocessing, ONNX Runtime, JSON. requests/s,
    p50/p99 latency, errors and 503s, at each concurrency.
 2. Liveness under saturation: /healthz probed every 20 ms, from a process of its own, while 32
    clients keep every worker busy. p50/p99/max (target: p99 under 50 ms).

@@ -335,7 +335,8 @@ def test_training_numbers_made_on_several_processes_are_the_chunks_made_alone(mn
     images, labels = mnist.x_train[:300].reshape(-1, 28, 28), mnist.y_train[:300]
     monkeypatch.setattr(line_reader, "CHUNK", 3)
     strips, targets = line_reader.examples_in_parallel(images, labels, 7, jobs=2, not_numbers=0.5)
-    alone = [line_reader.examples(images, labels, n, k * line_reader.CHUNK_SEEDS, 0.5) for k, n in enumerate((3, 3, 1))]
+    seeds = [line_reader.SEED + k * line_reader.CHUNK_SEEDS for k in range(3)]
+    alone = [line_reader.examples(images, labels, n, seed, 0.5) for n, seed in zip((3, 3, 1), seeds, strict=True)]
     assert strips.dtype == np.float16
     np.testing.assert_allclose(strips, np.concatenate([x for x, _ in alone]), atol=2**-11)
     np.testing.assert_array_equal(targets, np.concatenate([y for _, y in alone]))

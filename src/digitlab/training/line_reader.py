@@ -137,7 +137,8 @@ def main() -> None:
     parser.add_argument("--boxed", type=float, default=BOXED)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes that write the numbers")
+    cores = len(os.sched_getaffinity(0))  # the cores this process may use, not the machine's
+    parser.add_argument("--jobs", type=int, default=cores, help="processes that write the numbers")
     args = parser.parse_args()
 
     import keras
