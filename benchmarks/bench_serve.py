@@ -43,16 +43,14 @@ def payloads(n: int, kind: str = "png") -> list[bytes]:
     on a desk (data/scenes.py, test family) as a 400x400 JPEG, as a phone app would send it."""
     from digitlab.data.mnist import load_raw
 
+    raw = load_raw(DATA_DIR)
     if kind == "desk":
         from bench_desk import to_400
 
         from digitlab.data import scenes
 
-        raw = load_raw(DATA_DIR)
         files, _ = scenes.render(raw.test_images / np.float32(255), raw.test_labels, n, family="test")
         return [to_400(f) for f in files]
-
-    raw = load_raw(DATA_DIR)
     out = []
     for image in raw.test_images[:n]:
         buffer = io.BytesIO()

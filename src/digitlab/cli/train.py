@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.options import DataDir, check_models, config_options, read_settings, summary
+from digitlab.cli.options import DataDir, check_models, config_options, read_settings, require, summary
 from digitlab.errors import DigitlabError, suggest
 from digitlab.progress import status
 from digitlab.training.config import RECIPES, TrainConfig
@@ -62,6 +62,7 @@ def train(
     if dry_run:
         typer.echo(json.dumps(dataclasses.asdict(config), indent=2))
         return
+    require("train", "keras", "tensorflow")  # before MNIST is looked for: training loads it while TF imports
     from digitlab.experiments.pipeline import train as run_training
 
     summary(run_training(config, out=out, data_dir=data_dir, budget=chosen))

@@ -6,7 +6,6 @@ The training loop (training/) never reads the test split; evaluation/ does, once
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -82,8 +81,6 @@ def _load_while_importing(config: TrainConfig, data_dir: str | Path | None) -> t
         data = load_mnist(data_dir, config.val_size, config.split_seed, download_missing)
         return data, time.perf_counter() - t0
 
-    if importlib.util.find_spec("tensorflow") is None:  # an install without it: say so at once
-        import digitlab.training.loop  # raises the ModuleNotFoundError the CLI words as a hint
     with ThreadPoolExecutor(1) as pool:
         on_disk = pool.submit(load, download_missing=False)
         import digitlab.evaluation.evaluate
