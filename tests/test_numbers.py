@@ -221,9 +221,27 @@ def test_ctc_decoding_collapses_repeats_and_drops_blanks():
     path = [0, 2, 2, 0, 2, 3, 3, 0]
     logits = np.full((1, len(path), 11), -5.0, np.float32)
     logits[0, np.arange(len(path)), path] = 5.0
-    ((text, confidence, rows),) = decode(logits)
+    ((text, confidence, rows, probability),) = decode(logits)
     assert text == "112"
     assert confidence.min() > 0.99 and rows.shape == (3, 10) and rows.argmax(1).tolist() == [1, 1, 2]
+    assert 0.9 < probability <= 1.0
+
+
+def test_a_readings_probability_sums_every_path_that_spells_it():
+    from digitlab.training.line_reader import probability
+
+    p = np.zeros((3, 11))
+    p[:, 0], p[:, 2], p[:, 3] = 0.5, 0.3, 0.2  # blank, "1", "2" at each of three steps
+    blank, one, two = 0.5, 0.3, 0.2
+    # "1" (b: blank): 1bb b1b bb1 11b b11 111 (1b1 spells "11")
+    ones = 3 * one * blank**2 + 2 * one**2 * blank + one**3
+    assert np.isclose(probability(p, "1"), ones)
+    assert np.isclose(probability(p, ""), blank**3)
+    # "11" needs a blank between its two 1s: 1b1 alone in three steps
+    assert np.isclose(probability(p, "11"), one * blank * one)
+    # "12": 12b 1b2 b12 112 122
+    assert np.isclose(probability(p, "12"), 3 * one * two * blank + one**2 * two + one * two**2)
+    assert probability(p, "111") == 0.0  # three 1s need five steps
 
 
 def test_a_number_becomes_one_strip_at_one_height(mnist):
@@ -252,7 +270,8 @@ def test_the_line_reader_reads_what_no_cut_separates(mnist, model, monkeypatch):
     boxes = [d["box"] for d in answer["digits"]]
     assert boxes[0][1] < boxes[1][1] < boxes[2][1]  # left to right in the image as sent
     assert all(top < bottom and left < right for top, left, bottom, right in boxes)
-    monkeypatch.setattr(line, "LINE_SURE", 1.1)  # the reading by cuts alone
+    for name in ("LINE_SURE", "CUT_SURE"):  # the reading by cuts alone
+        monkeypatch.setattr(line, name, 1.1)
     assert predict_image(model, image, number=True)["number"] != "702"
 
 
@@ -272,21 +291,25 @@ def test_the_line_reader_answers_where_the_cuts_decline(mnist, model, monkeypatc
 
 
 def test_the_line_reader_wins_only_where_its_rule_says():
-    from digitlab.read.line import ANSWER, DOUBT, LINE_SURE, doubtful, wins
+    from digitlab.read.line import ANSWER, CUT_SURE, DOUBT, LINE_SURE, doubtful, wins
 
     def cut(number, *confidences):
         return {"number": number, "digits": [{"confidence": c} for c in confidences]}
 
-    doubted = cut("17", 0.999, DOUBT - 0.01)
-    assert doubtful(doubted) and not doubtful(cut("17", 0.999, DOUBT))
-    assert wins(doubted, "11", np.array([0.999, LINE_SURE]))
-    assert not wins(doubted, "11", np.array([0.999, LINE_SURE - 0.01]))  # not sure enough
-    assert not wins(doubted, "17", np.array([0.999, 0.999]))  # the same reading
-    assert not wins(doubted, "", np.array([]))  # read as nothing
+    doubted = cut("17", 0.999, DOUBT - 0.01)  # two digits from two marks, one doubtful
+    assert doubtful(doubted, 2) and not doubtful(cut("17", 0.999, DOUBT), 2)
+    assert wins(doubted, 2, "11", LINE_SURE)
+    assert not wins(doubted, 2, "11", LINE_SURE - 0.01)  # not sure enough
+    assert not wins(doubted, 2, "17", 1.0)  # the same reading
+    assert not wins(doubted, 2, "", 1.0)  # read as nothing
+    split = cut("17", 0.999, 0.999)  # two sure digits, but cut from one mark: touching
+    assert doubtful(split, 1) and CUT_SURE < LINE_SURE
+    assert wins(split, 1, "11", CUT_SURE) and not wins(split, 1, "11", CUT_SURE - 0.01)
     declined = cut(None, 0.99, 0.1, 0.99)  # a part the cuts took for no digit
-    assert wins(declined, "381", np.full(3, ANSWER))
-    assert not wins(declined, "381", np.full(3, ANSWER - 0.01))
-    assert not wins(declined, "38", np.ones(2))  # it read a part as nothing: the number stays declined
+    assert doubtful(declined, 3, doubt=0.0)
+    assert wins(declined, 3, "381", ANSWER)
+    assert not wins(declined, 3, "381", ANSWER - 0.01)
+    assert not wins(declined, 3, "38", 1.0)  # it read a part as nothing: the number stays declined
 
 
 def test_the_line_reader_reads_a_blot_as_nothing():
@@ -295,8 +318,8 @@ def test_the_line_reader_reads_a_blot_as_nothing():
     blot = np.zeros((120, 120))
     blot[30:90, 30:85] = 1.0  # a filled square: ink, but no digit
     layout = segment.find(png(blot), page=False)
-    ((text, confidence, boxes, _),) = read_lines([layout.lines[0][0]])
-    assert text == "" and len(confidence) == len(boxes) == 0
+    ((text, confidence, boxes, _, probability),) = read_lines([layout.lines[0][0]])
+    assert text == "" and len(confidence) == len(boxes) == 0 and probability > 0.5
 
 
 def test_the_line_reader_trains_and_exports_as_keras_reads(mnist, tmp_path):

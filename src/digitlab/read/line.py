@@ -1,14 +1,18 @@
 """A second reading of each number, whole, by the line reader (assets/line.onnx, trained with CTC
 by training/line_reader.py), and when it wins over the reading by cuts (read/number.py).
 
-The reading by cuts is the classifier's, calibrated, and most numbers end there: every digit of
-them at least DOUBT. The line reader has seen deep overlaps that no cut separates, and
-non-digits, which it learnt to read as nothing. Its reading is taken where each of its digits is
-at least LINE_SURE and the reading by cuts found a digit in every part but differs; or where the
-cuts declined a part, each of its digits is at least ANSWER and it reads no fewer digits than
-the cuts found parts (it reads a blot beside two digits as those two, which must not pass for
-the number). The settings were chosen on the validation family of data/lines.py, validation
-pages and held-out non-digits by benchmarks/choose_line_rule.py (docs/robustness/bench-numbers.md).
+The reading by cuts is the classifier's, calibrated, and most numbers end there: each digit a
+mark of its own, every one at least DOUBT. The line reader has seen deep overlaps that no cut
+separates, and non-digits, which it learnt to read as nothing. How sure it is of a reading is
+the probability it gives the whole number (CTC's sum over the paths that spell it), not its
+least digit's: that one stays high where two readings share the steps. Its reading is taken
+where it differs from the cuts' and is at least
+  CUT_SURE    where the cuts had to split a mark: touching digits, where cuts go wrong most;
+  LINE_SURE   where each digit was a mark of its own but one read under DOUBT;
+  ANSWER      where the cuts declined a part, and it reads no fewer digits than the cuts found
+              parts (it reads a blot beside two digits as those two, which must not pass).
+The settings were chosen on the validation family of data/lines.py, validation pages and
+held-out non-digits by benchmarks/choose_line_rule.py (docs/robustness/bench-numbers.md).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from digitlab.io.native import onnx_session, run_onnx
 from digitlab.training.line_reader import decode
 
 LINE = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
-LINE_SURE = 0.5
 DOUBT = 0.99
+CUT_SURE = 0.5
+LINE_SURE = 0.95
 ANSWER = 0.8
 
 
@@ -37,11 +42,12 @@ def _session(path: Path):
 
 def reread(read: list[dict], numbers: list[list[segment.Group]], layout: segment.Layout, top_k: int = 3) -> list[dict]:
     """`read` (each of `numbers` read by cuts), with the line reader's reading where the rule above
-    says: only numbers the cuts declined or read with a doubtful digit are read again."""
-    doubted = [k for k, n in enumerate(read) if doubtful(n)]
+    says: only numbers the cuts declined, split or read with a doubtful digit are read again."""
+    doubted = [k for k, n in enumerate(read) if doubtful(n, len(numbers[k]))]
     out = list(read)
-    for k, (text, confidence, boxes, rows) in zip(doubted, read_lines([numbers[k] for k in doubted]), strict=True):
-        if not wins(read[k], text, confidence):
+    lines = read_lines([numbers[k] for k in doubted])
+    for k, (text, confidence, boxes, rows, probability) in zip(doubted, lines, strict=True):
+        if not wins(read[k], len(numbers[k]), text, probability):
             continue
         digits = [
             {
@@ -53,8 +59,7 @@ def reread(read: list[dict], numbers: list[list[segment.Group]], layout: segment
             for c, p, b, row in zip(text, confidence, boxes, rows, strict=True)
         ]
         # image28 stays the cut pieces: what --show and the suite's picture draw, 28 rows tall
-        confident = round(float(np.prod(confidence)), 6)
-        out[k] = {**read[k], "number": text, "confidence": confident, "digits": digits, "reason": None}
+        out[k] = {**read[k], "number": text, "confidence": round(probability, 6), "digits": digits, "reason": None}
     return out
 
 
@@ -63,35 +68,51 @@ def ranked(p: np.ndarray, top_k: int) -> list[dict]:
     return [{"digit": int(d), "probability": round(float(p[d]), 6)} for d in np.argsort(-p)[:top_k]]
 
 
-def doubtful(cut: dict, doubt: float | None = None) -> bool:
-    """Whether a number read by cuts is read again: a digit of it under `doubt` (DOUBT)."""
+def doubtful(cut: dict, marks: int, doubt: float | None = None) -> bool:
+    """Whether a number read by cuts from `marks` marks is read again: declined, a mark split, or
+    a digit under `doubt` (DOUBT)."""
     doubt = DOUBT if doubt is None else doubt
-    return bool(cut["digits"]) and min(d["confidence"] for d in cut["digits"]) < doubt
-
-
-def wins(cut: dict, text: str, confidence: np.ndarray, sure: float | None = None, answer: float | None = None) -> bool:
-    """Whether the line reader's reading (`text`, each digit's probability) replaces a doubtful
-    reading by cuts (LINE_SURE and ANSWER unless given)."""
-    sure, answer = LINE_SURE if sure is None else sure, ANSWER if answer is None else answer
-    declined = cut["number"] is None
-    if declined and len(text) < len(cut["digits"]):  # a part it read as nothing
+    if not cut["digits"]:
         return False
-    return bool(text) and text != cut["number"] and float(confidence.min()) >= (answer if declined else sure)
+    split = len(cut["digits"]) > marks
+    return cut["number"] is None or split or min(d["confidence"] for d in cut["digits"]) < doubt
+
+
+def wins(
+    cut: dict,
+    marks: int,
+    text: str,
+    probability: float,
+    sure: float | None = None,
+    cut_sure: float | None = None,
+    answer: float | None = None,
+) -> bool:
+    """Whether the line reader's reading (`text`, its `probability`) replaces a doubtful reading
+    by cuts from `marks` marks (LINE_SURE, CUT_SURE and ANSWER unless given)."""
+    sure = LINE_SURE if sure is None else sure
+    cut_sure = CUT_SURE if cut_sure is None else cut_sure
+    answer = ANSWER if answer is None else answer
+    if not text or text == cut["number"]:
+        return False
+    if cut["number"] is None:  # declined; and a part it read as nothing stays declined
+        return len(text) >= len(cut["digits"]) and probability >= answer
+    return probability >= (cut_sure if len(cut["digits"]) > marks else sure)
 
 
 def read_lines(numbers: list[list[segment.Group]], path: Path = LINE) -> list[tuple]:
     """Each number read whole by the line reader at `path`: its digits, each digit's probability,
-    box (work image) and ten digits' probabilities."""
+    box (work image), ten digits' probabilities and the reading's probability."""
     if not numbers:
         return []
     session = _session(path)
     feeds = {session.get_inputs()[0].name: np.stack([strip(groups) for groups in numbers])[..., None]}
     out = []
-    for groups, (text, confidence, rows) in zip(numbers, decode(run_onnx(session, path, feeds)), strict=True):
+    read = decode(run_onnx(session, path, feeds))
+    for groups, (text, confidence, rows, probability) in zip(numbers, read, strict=True):
         top, first, bottom, last = segment.union([g.box for g in groups])
         # CTC says which digits, not where: a digit is often emitted steps after its ink, once
         # the reader has seen past it. Each digit gets an equal share of the number's columns.
         edges = np.linspace(first, last, len(text) + 1).round().astype(int)
         boxes = [(top, int(a), bottom, int(max(b, a + 1))) for a, b in itertools.pairwise(edges)]
-        out.append((text, confidence, boxes, rows))
+        out.append((text, confidence, boxes, rows, probability))
     return out

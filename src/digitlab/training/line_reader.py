@@ -108,10 +108,10 @@ def build():
     return keras.Model(inputs, layers.Dense(11)(x))
 
 
-def decode(logits: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def decode(logits: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """Greedy CTC decoding of (N, STEPS, 11) logits: for each, the digits read, each digit's
-    probability (at the step where it was read) and the ten digits' probabilities there (blank
-    left out, renormalised)."""
+    probability (at the step where it was read), the ten digits' probabilities there (blank
+    left out, renormalised) and the reading's probability (probability())."""
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     best = p.argmax(-1)
@@ -119,14 +119,38 @@ def decode(logits: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
     for k, path in enumerate(best):
         keep = np.array([t for t in range(len(path)) if path[t] != 0 and (t == 0 or path[t] != path[t - 1])], int)
         digits = p[k, keep, 1:]
+        text = "".join(str(path[t] - 1) for t in keep)
         out.append(
             (
-                "".join(str(path[t] - 1) for t in keep),
+                text,
                 p[k, keep, path[keep]].astype(np.float32),
                 digits / np.maximum(digits.sum(-1, keepdims=True), 1e-12),
+                probability(p[k], text),
             )
         )
     return out
+
+
+def probability(p: np.ndarray, text: str) -> float:
+    """The probability the reader gives `text` from one strip's (STEPS, 11) step probabilities:
+    CTC's sum over every path of steps that spells it (the forward algorithm, in logs). Unlike
+    the least of its digits' step probabilities, it falls where two readings share the steps,
+    so it says how sure the reader is of the whole number."""
+    logp = np.log(np.maximum(p, 1e-30))
+    if not text:
+        return float(np.exp(logp[:, 0].sum()))
+    labels = np.array([int(c) + 1 for c in text])
+    states = np.zeros(2 * len(labels) + 1, int)  # blank, digit, blank, digit, ..., blank
+    states[1::2] = labels
+    skip = np.zeros(len(states), bool)  # a digit reached from the one before, past no blank: not a repeat
+    skip[3::2] = labels[1:] != labels[:-1]
+    alpha = np.full(len(states), -np.inf)
+    alpha[:2] = logp[0, states[:2]]
+    for t in range(1, len(logp)):
+        stay, step = alpha, np.concatenate([[-np.inf], alpha[:-1]])
+        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(stay, step), jump) + logp[t, states]
+    return float(np.exp(np.logaddexp(alpha[-1], alpha[-2])))
 
 
 def main() -> None:
