@@ -33,8 +33,8 @@ ANSWERS = (0.5, 0.65, 0.8, 0.9, 0.95, 1.01)  # 1.01: never where the cuts declin
 NOT_DIGITS_SEED = 777
 
 
-def readings(model, sources: list[bytes], page: bool, line: Path) -> list[list[tuple[dict, int, tuple]]]:
-    """For each image, each number's (reading by cuts, its marks, line reader's reading)."""
+def readings(model, sources: list[bytes], page: bool, line: Path) -> list[list[tuple]]:
+    """For each image, each number's (reading by cuts, its marks, line reader's Reading)."""
     from digitlab.read.line import read_lines
     from digitlab.read.number import find, read_by_cuts
 
@@ -49,15 +49,15 @@ def readings(model, sources: list[bytes], page: bool, line: Path) -> list[list[t
     return out
 
 
-def answer(pairs: list[tuple[dict, int, tuple]], *rule: float) -> list[str | None]:
+def answer(pairs: list[tuple], *rule: float) -> list[str | None]:
     from digitlab.read.line import doubtful, wins
 
     doubt, sure, cut_sure, declined = rule
     taken = [
-        doubtful(cut, marks, doubt) and wins(cut, marks, line[0], line[4], sure, cut_sure, declined)
+        doubtful(cut, marks, doubt) and wins(cut, marks, line.text, line.probability, sure, cut_sure, declined)
         for cut, marks, line in pairs
     ]
-    return [line[0] if take else cut["number"] for (cut, _, line), take in zip(pairs, taken, strict=True)]
+    return [line.text if take else cut["number"] for (cut, _, line), take in zip(pairs, taken, strict=True)]
 
 
 def points(*figures: float) -> float:

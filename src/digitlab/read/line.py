@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +34,16 @@ DOUBT = 0.99
 CUT_SURE = 0.5
 LINE_SURE = 0.95
 ANSWER = 0.8
+
+
+class Reading(NamedTuple):
+    """A number read whole by the line reader."""
+
+    text: str  # its digits
+    confidence: np.ndarray  # each digit's probability, at the step where it was read
+    boxes: list[tuple[int, int, int, int]]  # each digit's box in the work image: equal shares of the number
+    rows: np.ndarray  # (digits, 10): the ten digits' probabilities at each digit's step
+    probability: float  # the probability the reader gives the whole reading
 
 
 @functools.cache
@@ -99,9 +110,8 @@ def wins(
     return probability >= (cut_sure if len(cut["digits"]) > marks else sure)
 
 
-def read_lines(numbers: list[list[segment.Group]], path: Path = LINE) -> list[tuple]:
-    """Each number read whole by the line reader at `path`: its digits, each digit's probability,
-    box (work image), ten digits' probabilities and the reading's probability."""
+def read_lines(numbers: list[list[segment.Group]], path: Path = LINE) -> list[Reading]:
+    """Each number read whole by the line reader at `path`."""
     if not numbers:
         return []
     session = _session(path)
@@ -114,5 +124,5 @@ def read_lines(numbers: list[list[segment.Group]], path: Path = LINE) -> list[tu
         # the reader has seen past it. Each digit gets an equal share of the number's columns.
         edges = np.linspace(first, last, len(text) + 1).round().astype(int)
         boxes = [(top, int(a), bottom, int(max(b, a + 1))) for a, b in itertools.pairwise(edges)]
-        out.append((text, confidence, boxes, rows, probability))
+        out.append(Reading(text, confidence, boxes, rows, probability))
     return out
