@@ -76,15 +76,24 @@ def examples_in_parallel(
 
     sizes = [min(CHUNK, n - start) for start in range(0, n, CHUNK)]
     seeds = [SEED + k * CHUNK_SEEDS for k in range(len(sizes))]
-    write = partial(_half_examples, images, labels, not_numbers=not_numbers, boxed=boxed)
-    # spawn, not fork: the parent may already hold TensorFlow's threads
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+    write = partial(_half_examples, not_numbers=not_numbers, boxed=boxed)
+    # spawn, not fork: the parent may already hold TensorFlow's threads. The digits go to each
+    # worker once, as it starts, not pickled again with every chunk (157 MB a chunk).
+    context = get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_hold, initargs=(images, labels)) as pool:
         parts = list(pool.map(write, sizes, seeds))
     return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
 
-def _half_examples(*args, **kwargs) -> tuple[np.ndarray, np.ndarray]:
-    strips, targets = examples(*args, **kwargs)
+_DIGITS: list[np.ndarray] = []  # in a worker of examples_in_parallel: the images and labels it writes with
+
+
+def _hold(images: np.ndarray, labels: np.ndarray) -> None:
+    _DIGITS[:] = [images, labels]
+
+
+def _half_examples(n: int, seed: int, not_numbers: float, boxed: float) -> tuple[np.ndarray, np.ndarray]:
+    strips, targets = examples(*_DIGITS, n, seed, not_numbers, boxed)
     return strips.astype(np.float16), targets
 
 
