@@ -132,6 +132,7 @@ def test_read_through_the_cli(mnist, tmp_path):
     assert [n["number"] for n in answer["numbers"]] == truth
     plain = digitlab("read", str(path), "--show", str(tmp_path / "seen"))
     assert plain.returncode == 0 and [line.split()[0] for line in plain.stdout.splitlines()[1:4]] == truth
+    assert plain.stdout.splitlines()[0] == f"{path}: 3 numbers"
     assert (tmp_path / "seen" / "page.box.png").stat().st_size > 0
 
 
@@ -140,6 +141,7 @@ def test_predict_suggests_number_for_several_digits(mnist, tmp_path):
     path.write_bytes(written(mnist, "4096"))
     result = digitlab("predict", str(path))
     assert "--number" in result.stdout + result.stderr
+    assert digitlab("read", str(path)).stdout.splitlines()[0] == f"{path}: 1 number"
 
 
 def test_read_through_the_api(mnist):

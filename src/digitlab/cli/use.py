@@ -118,7 +118,8 @@ def read(
         if json_lines:
             typer.echo(json.dumps({"file": str(path), **found}))
             continue
-        typer.echo(f"{path}: {len(found['numbers'])} numbers" if found["numbers"] else f"{path}: {found['reason']}")
+        count = len(found["numbers"])
+        typer.echo(f"{path}: {count} number{'s' * (count != 1)}" if count else f"{path}: {found['reason']}")
         for n in found["numbers"]:
             text = n["number"] if n["number"] is not None else f"declined ({n['reason']})"
             typer.echo(f"  {text}  ({n['confidence']:.1%}; box top {n['box'][0]}, left {n['box'][1]})")
