@@ -27,12 +27,12 @@ from PIL import Image
 pytestmark = pytest.mark.network
 
 # Read now, at collection: the autouse fixture points XDG_CACHE_HOME at an empty folder, and pip's
-# cache is what keeps reinstalling onnxruntime, numpy and scipy on every run quick.
+# cache is what keeps reinstalling onnxruntime, numpy and OpenCV on every run quick.
 PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pip"
 )
 PIP = [sys.executable, "-m", "pip"]  # this interpreter's pip builds the wheel
-HEAVY = ("tensorflow", "tensorflow_cpu", "keras", "optuna", "psycopg", "sklearn", "matplotlib", "torch")
+HEAVY = ("tensorflow", "tensorflow_cpu", "keras", "optuna", "psycopg", "sklearn", "scipy", "matplotlib", "torch")
 
 
 def run(command: list[str], env: dict | None = None, cwd: Path | None = None, timeout: float = 600):

@@ -21,6 +21,7 @@ FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 MAX_PIXELS = 40_000_000  # larger images are refused: decompression bombs, not digits
 MIN_CONTRAST = 0.15  # ink must differ from paper by this much (of the 0-1 range)
 WORK_SIZE = 512  # preprocessing reads at most this longer side: plenty for a 20 px digit
+BAND = 256  # rows of a large image converted at once: a 16 Mpx palette image as LA is 64 MB whole
 
 
 def read_image(source: str | Path | bytes) -> np.ndarray:
@@ -60,7 +61,8 @@ def decode(source: str | Path | bytes | np.ndarray) -> tuple[np.ndarray, tuple[i
     except (OSError, SyntaxError, ValueError) as e:
         raise DigitlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        rgba /= 255  # in place: a second float copy of a 4-band image is the largest thing decoding makes
         grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
         alpha, opaque = rgba[..., 3], grey[rgba[..., 3] > 0.5]
         # Faint ink (under half opaque everywhere) has no opaque colour to look at: alpha is the ink.
@@ -94,9 +96,18 @@ def _reduce(image: Image.Image) -> Image.Image:
     factor = max(image.size) // (2 * WORK_SIZE)
     if factor < 2:
         return image
-    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # palette, bilevel, CMYK, 16-bit, ...
+    # Reduced a band at a time, each band a whole number of the reduction's boxes, so that the
+    # result is the whole image's, pixel for pixel: reducing an image with alpha copies it whole
+    # first (premultiplied), and palette, bilevel, CMYK or 16-bit images are converted to what we
+    # read (grey, with its alpha where there is one), LA and RGBA at 4 bytes a pixel.
+    mode = image.mode
+    if mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
         transparent = "A" in image.getbands() or "transparency" in image.info
-        image = image.convert(
-            "I" if image.mode.startswith("I;16") else "LA" if transparent else "L"
-        )  # grey is all we read
-    return image.reduce(factor)
+        mode = "I" if image.mode.startswith("I;16") else "LA" if transparent else "L"
+    width, height = image.size
+    rows = max(factor, BAND // factor * factor)
+    out = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height)))
+        out.paste((band if band.mode == mode else band.convert(mode)).reduce(factor), (0, top // factor))
+    return out

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from digitlab.image import scene
 from digitlab.image.decode import MIN_CONTRAST, WORK_SIZE, decode, read_image
@@ -146,8 +145,11 @@ def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width: twice the mean distance from the ink's medial pixels to its edge."""
     import cv2  # its exact Euclidean distance (Felzenszwalb's) and 3x3 maximum: scipy's, 6x faster
 
-    if mask.all():  # no edge at all: OpenCV's distances are then "infinite", scipy's measured to a corner
-        distance = ndimage.distance_transform_edt(mask).astype(np.float32)
+    if mask.all():  # no edge at all (a straight stroke cropped to itself): OpenCV's distances
+        # are then "infinite"; measured, as scipy's exact distance transform measures them, from
+        # just above the first row, so that such strokes read as they always have
+        rows, cols = np.indices(mask.shape)
+        distance = np.sqrt((rows + 1.0) ** 2 + cols**2).astype(np.float32)
     else:
         distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     ridge = (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REFLECT)) & mask
@@ -169,9 +171,9 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     # Thin pen lines shrink to faint hairlines and marker strokes to blobs: even them out.
     width = stroke_width(crop_mask) * scale
     if width < STROKE * 0.7:
-        crop = ndimage.grey_dilation(crop, size=max(2, round((STROKE - width) / scale)))
+        crop = _square(cv2.dilate, crop, max(2, round((STROKE - width) / scale)))
     elif width > STROKE * 1.8:
-        crop = ndimage.grey_erosion(crop, size=max(2, round((width - STROKE) / scale / 2)))
+        crop = _square(cv2.erode, crop, max(2, round((width - STROKE) / scale / 2)))
     height_px, width_px = (max(1, round(d * scale)) for d in crop.shape)
     small = np.asarray(
         Image.fromarray(crop.astype(np.float32), mode="F").resize(
@@ -180,11 +182,28 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     )
     small = np.clip(small, 0.0, 1.0)
     out = np.zeros((SIZE, SIZE), np.float32)
-    cy, cx = ndimage.center_of_mass(small) if small.sum() > 0 else (height_px / 2, width_px / 2)
+    cy, cx = _centre_of_mass(small) if small.sum() > 0 else (height_px / 2, width_px / 2)
     top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - height_px))
     left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width_px))
     out[top : top + height_px, left : left + width_px] = small
     return out
+
+
+def _square(operation, image: np.ndarray, size: int) -> np.ndarray:
+    """A grey dilation or erosion by a `size` square, reflected at the borders: scipy.ndimage's
+    grey_dilation and grey_erosion value for value (their anchors for an even size included),
+    without importing SciPy into every serving process (27 MB)."""
+    import cv2
+
+    anchor = (size - 1) // 2 if operation is cv2.dilate else size // 2
+    return operation(image, np.ones((size, size), np.uint8), anchor=(anchor, anchor), borderType=cv2.BORDER_REFLECT)
+
+
+def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    """(row, column) of the image's centre of mass, summed in scipy.ndimage's order (the same floats)."""
+    total = image.sum()
+    rows, cols = np.arange(image.shape[0], dtype=float)[:, None], np.arange(image.shape[1], dtype=float)
+    return float((image * rows).sum() / total), float((image * cols).sum() / total)
 
 
 def ink_of(source: str | Path | bytes | np.ndarray, work: int = WORK_SIZE):
