@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import NamedTuple
 
 import numpy as np
 from fastapi import Request
@@ -89,7 +90,14 @@ def items(payload: list[bytes] | bytes, batch: bool) -> list:
     raise Refused(422, f"send {EXAMPLE}")
 
 
-def screened(found: list) -> list:
+class Upload(NamedTuple):
+    """One image of a request, checked: its bytes (or pixels), and whether it is large to decode."""
+
+    source: bytes | np.ndarray
+    large: bool = False
+
+
+def screened(found: list) -> list[Upload | Refused]:
     """Each image's format and size checked from its header, and the request's pixels in all,
     before any is decoded; a bad item becomes its Refused."""
     checked, pixels = [], []
@@ -97,8 +105,9 @@ def screened(found: list) -> list:
         try:
             if isinstance(source, Refused):
                 raise source
-            pixels.append(source.size if isinstance(source, np.ndarray) else image_pixels(source))
-            checked.append(source)
+            size, large = (source.size, False) if isinstance(source, np.ndarray) else image_pixels(source)
+            pixels.append(size)
+            checked.append(Upload(source, large))
         except Refused as e:
             checked.append(e)
     request_pixels(pixels)

@@ -11,7 +11,8 @@ import io
 import json
 import re
 import struct
-from contextlib import nullcontext
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import anyio
@@ -20,9 +21,12 @@ from prometheus_client import Gauge
 
 from digitlab.image.decode import FORMATS
 
-# Per image: decoded at up to 4 bytes a pixel, ~9 on the way to grey for a palette PNG with
-# transparency: ~150 MB, so two workers at once stay well under 500 MB. A 12 Mpx photo fits.
+# Per image: a 12 Mpx photo fits. Decoded whole at up to 4 bytes a pixel (64 MB), then reduced.
 MAX_IMAGE_PIXELS = 16_000_000
+# An image over this many pixels is read by one worker thread of a process at a time, so that a
+# process holds one large decode (~80 MB at 16 Mpx), not one per thread, and two processes stay
+# under 500 MB. A JPEG is exempt: it is decoded at a half to an eighth of its size (decode._draft).
+LARGE_IMAGE_PIXELS = 4_000_000
 # Per request: about 2 s of one worker's decoding at ~25 ms per megapixel (RGBA PNG); 64 scans of
 # 1 Mpx, or four photos.
 MAX_REQUEST_PIXELS = 64_000_000
@@ -139,16 +143,17 @@ def parse_json(raw: bytes, example: str) -> Any:
         raise Refused(400, "the JSON holds a number too long to read; pixels lie in 0-255 (0-1 for /v2)") from None
 
 
-def image_pixels(data: bytes) -> int:
+def image_pixels(data: bytes) -> tuple[int, bool]:
     """An uploaded image's pixel count, read from its header alone, once its format is one of
-    FORMATS and its size within MAX_IMAGE_PIXELS: the check before any pixel is decoded."""
+    FORMATS and its size within MAX_IMAGE_PIXELS: the check before any pixel is decoded. And
+    whether it is large to decode (LARGE_IMAGE_PIXELS)."""
     accepted = "send PNG, JPEG, BMP, GIF, WebP or TIFF"
     too_large = f"over {MAX_IMAGE_PIXELS:,} pixels; a digit needs far fewer, so scale it down"
     if not data:
         raise Refused(422, f"the image is empty (0 bytes); {accepted}")
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-            width, height = image.size
+            (width, height), kind = image.size, image.format
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own check, higher
         raise Refused(422, f"image too large: {too_large}") from None
     except UnidentifiedImageError:  # its message names a Python object, not the problem
@@ -160,7 +165,7 @@ def image_pixels(data: bytes) -> int:
         raise Refused(422, f"not a readable image ({type(e).__name__}: {e}); {accepted}") from None
     if width * height > MAX_IMAGE_PIXELS:
         raise Refused(422, f"image too large: {width}x{height} is {too_large}")
-    return width * height
+    return width * height, width * height > LARGE_IMAGE_PIXELS and kind != "JPEG"
 
 
 def sniff(data: bytes) -> str | None:
@@ -197,6 +202,12 @@ class Pool:
         self.workers, self.wait, self.waiting = workers, wait, waiting  # `waiting`: how many wait now
         self._admit: anyio.CapacityLimiter | None = None  # made on first use: it belongs to the running loop
         self._threads: anyio.CapacityLimiter | None = None
+        self._large = threading.Lock()
+
+    def reading(self, large: bool) -> AbstractContextManager:
+        """Held by a worker thread while it reads an image: one large image at a time
+        (LARGE_IMAGE_PIXELS), any number of others."""
+        return self._large if large else nullcontext()
 
     async def run(self, work, *args):
         if self._admit is None or self._threads is None:

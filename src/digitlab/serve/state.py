@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI):
     warm_up(model)
     metrics = Metrics()
     app.state.model, app.state.metrics = model, metrics
-    app.state.pool = Pool(WORKERS, settings.queue_wait, metrics.waiting)
+    app.state.pool = Pool(settings.threads or WORKERS, settings.queue_wait, metrics.waiting)
     app.state.ready = True
     yield
     app.state.ready = False  # stopping: a load balancer's readiness probe takes it out of rotation

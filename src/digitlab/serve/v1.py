@@ -16,8 +16,8 @@ from digitlab.errors import DigitlabError
 from digitlab.io.native import Model
 from digitlab.read.number import read_numbers
 from digitlab.read.predict import predict_image
-from digitlab.serve.inputs import BATCH_BODY, MAX_BATCH, REQUEST_BODY, items, received, screened
-from digitlab.serve.limits import Refused, refusals
+from digitlab.serve.inputs import BATCH_BODY, MAX_BATCH, REQUEST_BODY, Upload, items, received, screened
+from digitlab.serve.limits import Pool, Refused, refusals
 from digitlab.serve.metrics import Metrics
 from digitlab.serve.state import MetricsDep, ModelDep, PoolDep, SettingsDep
 from digitlab.version import __version__
@@ -61,33 +61,36 @@ def check_top_k(top_k: int) -> None:
 
 # Each answer is encoded to JSON on the worker too: FastAPI's encoder would take ~1 ms of the
 # event loop per answer, which /healthz would wait behind under load.
-def one_image(payload):
+def one_image(payload) -> Upload:
     """The one image a request sent, checked (limits.py), or the refusal to answer."""
     found = items(payload, batch=False)
     if len(found) != 1:
         raise Refused(422, f"send one image here ({len(found)} given); use /v1/predict/batch for several")
-    (source,) = screened(found)
-    if isinstance(source, Refused):
-        raise source
-    return source
+    (upload,) = screened(found)
+    if isinstance(upload, Refused):
+        raise upload
+    return upload
 
 
-def read_one(model: Model, metrics: Metrics, payload, top_k: int, number: bool) -> JSONResponse:
-    result = answer(model, one_image(payload), top_k, number)
+def read_one(pool: Pool, model: Model, metrics: Metrics, payload, top_k: int, number: bool) -> JSONResponse:
+    upload = one_image(payload)
+    with pool.reading(upload.large):
+        result = answer(model, upload.source, top_k, number)
     metrics.count(result)
     return JSONResponse(result)
 
 
-def read_each(model: Model, metrics: Metrics, payload, top_k: int) -> JSONResponse:
+def read_each(pool: Pool, model: Model, metrics: Metrics, payload, top_k: int) -> JSONResponse:
     found = items(payload, batch=True)
     if not 1 <= len(found) <= MAX_BATCH:
         raise Refused(422, f"send between 1 and {MAX_BATCH} images, got {len(found)}")
     results = []
-    for source in screened(found):
+    for upload in screened(found):
         try:
-            if isinstance(source, Refused):
-                raise source
-            results.append(answer(model, source, top_k, number=False))
+            if isinstance(upload, Refused):
+                raise upload
+            with pool.reading(upload.large):
+                results.append(answer(model, upload.source, top_k, number=False))
             metrics.count(results[-1])
         except Refused as e:  # one bad image does not sink the others
             results.append({"error": str(e)})
@@ -104,7 +107,7 @@ async def predict(
     """One image: a multipart `file`, or JSON `{"image": "<base64>"}` or `{"pixels": [[...]]}`, a
     28x28 array of 0-255 (not 0-1: multiply an x/255 array by 255)."""
     check_top_k(top_k)
-    return await pool.run(read_one, model, metrics, await received(request), top_k, number)
+    return await pool.run(read_one, pool, model, metrics, await received(request), top_k, number)
 
 
 @router.post("/predict/batch", response_model=dict, openapi_extra=BATCH_BODY, responses=REFUSALS)
@@ -114,12 +117,14 @@ async def predict_batch(
     """Several images, each answered on its own: multipart `files`, or JSON `{"images": [...]}`
     (base64) or `{"pixels": [...]}` (28x28 arrays of 0-255, not 0-1)."""
     check_top_k(top_k)
-    return await pool.run(read_each, model, metrics, await received(request), top_k)
+    return await pool.run(read_each, pool, model, metrics, await received(request), top_k)
 
 
-def read_all(model: Model, payload) -> JSONResponse:
+def read_all(pool: Pool, model: Model, payload) -> JSONResponse:
+    upload = one_image(payload)
     try:
-        result = read_numbers(model, one_image(payload))
+        with pool.reading(upload.large):
+            result = read_numbers(model, upload.source)
     except DigitlabError as e:
         raise Refused(422, str(e)) from None
     for number in result["numbers"]:
@@ -132,4 +137,4 @@ async def read_page(request: Request, model: ModelDep, pool: PoolDep) -> Respons
     """Every number in one image (a page, a form, a meter), in reading order: lines top to
     bottom, left to right; each with its digits, confidence and box (top, left, bottom, right) in
     the image as sent. Same bodies as /v1/predict."""
-    return await pool.run(read_all, model, await received(request))
+    return await pool.run(read_all, pool, model, await received(request))
