@@ -31,7 +31,7 @@ from digitlab.training.line_reader import decode
 
 LINE = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
 DOUBT = 0.99
-CUT_SURE = 0.5
+CUT_SURE = 0.3
 LINE_SURE = 0.95
 ANSWER = 0.8
 
