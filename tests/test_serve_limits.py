@@ -5,6 +5,7 @@ back-pressure (503 with Retry-After) when every worker stays busy, while the pro
 from __future__ import annotations
 
 import io
+import platform
 import subprocess
 import sys
 import threading
@@ -62,13 +63,15 @@ def test_a_palette_png_under_the_limit_is_read_within_it(server):
 
 
 def test_large_images_are_told_from_their_header_a_jpeg_being_decoded_reduced():
-    """Read one at a time in a process (Pool.reading): a 16 Mpx PNG is, a 12 Mpx phone JPEG (decoded
-    at a quarter of its pixels) and a 140x140 PNG are not."""
+    """Read one at a time in a process (Pool.reading): a 16 Mpx PNG is, and a 2000x2000 one (read
+    unreduced); a 12 Mpx phone JPEG (decoded at a quarter of its pixels) and a 140x140 PNG are not."""
     assert image_pixels(palette_bomb(4000)) == (16_000_000, True)
+    assert image_pixels(encode(Image.new("RGBA", (2000, 2000)), "PNG")) == (4_000_000, True)
     assert image_pixels(encode(Image.new("RGB", (4000, 3000)), "JPEG")) == (12_000_000, False)
     assert image_pixels(encode(Image.new("L", (140, 140)), "PNG")) == (19_600, False)
 
 
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
 def test_a_serving_process_hands_large_frees_back():
     """After give_back_large_frees (which `digitlab serve` calls in each serving process), images'
     large arrays go back to the system once freed; glibc otherwise kept ~23 MiB of these here."""

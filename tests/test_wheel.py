@@ -32,7 +32,7 @@ PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pip"
 )
 PIP = [sys.executable, "-m", "pip"]  # this interpreter's pip builds the wheel
-HEAVY = ("tensorflow", "tensorflow_cpu", "keras", "optuna", "psycopg", "sklearn", "scipy", "matplotlib", "torch")
+HEAVY = ("tensorflow", "tensorflow_cpu", "keras", "optuna", "psycopg", "sklearn", "matplotlib", "torch")
 
 
 def run(command: list[str], env: dict | None = None, cwd: Path | None = None, timeout: float = 600):

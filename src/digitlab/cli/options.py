@@ -36,7 +36,6 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tf2onnx": ("tf2onnx", "train"),
     "onnx": ("ONNX", "train"),
     "sklearn": ("scikit-learn", "train"),
-    "scipy": ("SciPy", "train"),
     "matplotlib": ("matplotlib", "train"),
     "fontTools": ("fonttools", "train"),
     "skimage": ("scikit-image", "train"),

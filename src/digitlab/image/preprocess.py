@@ -12,6 +12,7 @@ or a canvas drawing read without these steps is the usual reason a demo misreads
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,7 +190,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _square(operation, image: np.ndarray, size: int) -> np.ndarray:
+def _square(operation: Callable[..., np.ndarray], image: np.ndarray, size: int) -> np.ndarray:
     """A grey dilation or erosion by a `size` square, reflected at the borders: scipy.ndimage's
     grey_dilation and grey_erosion value for value (their anchors for an even size included),
     without importing SciPy into every serving process (27 MB)."""

@@ -2,7 +2,7 @@
 which a reading is declined, fitted on validation digits (never test) and applied on the
 serving side. Fitting and applying live here, and so does the one meaning of "not calibrated".
 
-numpy and scipy only, so reading a digit loads nothing heavy for it.
+Applying needs numpy alone, so reading a digit loads nothing heavy for it; fitting, SciPy too.
 """
 
 from __future__ import annotations

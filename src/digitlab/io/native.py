@@ -279,10 +279,11 @@ class AdaptedOnnxModel:
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 10), np.float32)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        from scipy.special import softmax
-
         out = self.raw(np.asarray(images, np.float32) * self.scale + self.offset)
-        return softmax(out, axis=1).astype(np.float32) if self.logits else out
+        if not self.logits:
+            return out
+        e = np.exp(out - out.max(axis=1, keepdims=True))  # softmax in numpy: serving has no SciPy
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def fits(shapes: list, expected: tuple) -> bool:

@@ -24,9 +24,11 @@ from digitlab.image.decode import FORMATS
 # Per image: a 12 Mpx photo fits. Decoded whole at up to 4 bytes a pixel (64 MB), then reduced.
 MAX_IMAGE_PIXELS = 16_000_000
 # An image over this many pixels is read by one worker thread of a process at a time, so that a
-# process holds one large decode (~80 MB at 16 Mpx), not one per thread, and two processes stay
-# under 500 MB. A JPEG is exempt: it is decoded at a half to an eighth of its size (decode._draft).
-LARGE_IMAGE_PIXELS = 4_000_000
+# process holds one large read, not one per thread, and two processes stay under 500 MB: one
+# under 2048 px a side is read unreduced, as float RGBA where it has alpha (~140 MB at 4 Mpx),
+# one over it reduced (~80 MB at 16 Mpx). A JPEG is exempt: it is decoded at a half to an
+# eighth of its size (decode._draft).
+LARGE_IMAGE_PIXELS = 1_000_000
 # Per request: about 2 s of one worker's decoding at ~25 ms per megapixel (RGBA PNG); 64 scans of
 # 1 Mpx, or four photos.
 MAX_REQUEST_PIXELS = 64_000_000

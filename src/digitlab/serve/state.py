@@ -32,7 +32,8 @@ class Settings:
     body_timeout: float = BODY_TIMEOUT
     # A model `serve` has loaded already, to refuse a bad one in one line before uvicorn starts.
     model: Model | None = None
-    threads: int = 0  # ONNX Runtime's threads (0: one per core); a process of several takes its share
+    # Reading threads and ONNX Runtime's (0: WORKERS, and one per core): a process of several takes its share.
+    threads: int = 0
 
 
 def warm_up(model: Model) -> None:
