@@ -254,8 +254,7 @@ ONNX_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor
 
 
 class AdaptedOnnxModel:
-    """An ONNX model trained elsewhere, behind OnnxModel's interface (foreign.py finds how):
-    images are scaled (x * scale + offset), reshaped to its layout, its logits softmaxed."""
+    """A foreign ONNX model behind OnnxModel's interface: x * scale + offset, its layout, its logits softmaxed."""
 
     def __init__(self, path: Path, session, layout: tuple, scale=1.0, offset=0.0, logits=False):
         self.path, self.session, self.layout = path, session, layout
@@ -280,10 +279,10 @@ class AdaptedOnnxModel:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         out = self.raw(np.asarray(images, np.float32) * self.scale + self.offset)
-        if not self.logits:
-            return out
-        e = np.exp(out - out.max(axis=1, keepdims=True))  # softmax in numpy: serving has no SciPy
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        if self.logits:  # softmax, in numpy: a serving process imports no SciPy
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out = (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+        return out
 
 
 def fits(shapes: list, expected: tuple) -> bool:
