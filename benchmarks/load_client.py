@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 
 TIME_LIMIT = 300  # seconds: the load stops even if the server stalls
 # Seconds between one client's first connection and the next's, as independent clients arrive.
@@ -17,8 +18,6 @@ STAGGER = 0.005
 def upload(url: str, body: bytes) -> bytes:
     """The whole HTTP/1.1 request that uploads `body` as the multipart field `file`, made once:
     the clients share the server's cores, so each request costs them a write and a read."""
-    from urllib.parse import urlsplit
-
     where = urlsplit(url)
     name, kind = ("d.jpg", "image/jpeg") if body.startswith(b"\xff\xd8") else ("d.png", "image/png")
     boundary = "digitlab-bench-boundary"
@@ -51,8 +50,6 @@ async def hammer(
     """`total` uploads (or as many as fit in `seconds`) from `concurrency` kept-alive connections:
     latencies in ms, errors, 503s and the wall time. A request is a prepared write and a read
     (upload()): a full HTTP client cost the shared cores ~10x more per request than this."""
-    from urllib.parse import urlsplit
-
     where = urlsplit(url)
     requests = [upload(url, body) for body in bodies]
     latencies: list[float] = []

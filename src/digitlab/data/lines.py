@@ -136,7 +136,8 @@ def write(
             band = np.zeros((strip.shape[0], glyph.shape[1]), np.float32)
             band[top : top + glyph.shape[0]] = glyph
             if touching:
-                # one range drawn from directly, as before there were two (the same numbers)
+                # a single range drawn from directly, as before any family had two: the test and
+                # training families' numbers stay the same
                 depth = _pick(rng, cfg.overlap) if len(cfg.overlap) > 1 else rng.uniform(*cfg.overlap[0])
                 x = left + _contact(ink, band) - max(1, round(depth * height))
             else:

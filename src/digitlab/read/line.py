@@ -85,8 +85,12 @@ def doubtful(cut: dict, marks: int, doubt: float | None = None) -> bool:
     doubt = DOUBT if doubt is None else doubt
     if not cut["digits"]:
         return False
-    split = len(cut["digits"]) > marks
-    return cut["number"] is None or split or min(d["confidence"] for d in cut["digits"]) < doubt
+    return cut["number"] is None or _split(cut, marks) or min(d["confidence"] for d in cut["digits"]) < doubt
+
+
+def _split(cut: dict, marks: int) -> bool:
+    """Whether the cuts read more digits than there were marks: a mark cut into several."""
+    return len(cut["digits"]) > marks
 
 
 def wins(
@@ -107,7 +111,7 @@ def wins(
         return False
     if cut["number"] is None:  # declined; and a part it read as nothing stays declined
         return len(text) >= len(cut["digits"]) and probability >= answer
-    return probability >= (cut_sure if len(cut["digits"]) > marks else sure)
+    return probability >= (cut_sure if _split(cut, marks) else sure)
 
 
 def read_lines(numbers: list[list[segment.Group]], path: Path = LINE) -> list[Reading]:
