@@ -17,7 +17,11 @@ from digitlab.image.preprocess import (
     BOX,
     SIZE,
     _centre_of_mass,
+    _histogram,
+    _may_be_wider,
+    _opening_size,
     _square,
+    marks,
     naive,
     otsu,
     prepare,
@@ -37,6 +41,41 @@ def test_otsu_splits_two_populations():
     cut = otsu(np.clip(np.concatenate([paper, ink]), 0, 1))
     assert paper.max() < cut < ink.min()
     assert abs(cut - (paper.max() + ink.min()) / 2) < 0.05  # mid-gap, away from both classes
+
+
+def test_histogram_bins_as_floor_of_value_times_bins():
+    """The 16-bit binning counts exactly as numpy's floor(value * bins) with 1.0 in the last bin;
+    values out of [0, 1] or NaN take the general path, which leaves them out."""
+    rng = np.random.default_rng(1)
+    edges = np.arange(257, dtype=np.float32) / 256  # every bin's exact edges, 0 and 1 among them
+    values = np.concatenate([rng.random(10_000, np.float32), edges, np.nextafter(edges, np.float32(0))])
+    expected = np.bincount(np.minimum(np.floor(values.astype(np.float64) * 256).astype(int), 255), minlength=256)
+    assert np.array_equal(_histogram(values.reshape(2, -1), 256), expected)
+    wild = np.concatenate([values, np.float32([-0.5, 1.5, np.nan])])
+    assert np.array_equal(_histogram(wild, 256), expected)
+
+
+def test_marks_count_what_opencv_counts():
+    rng = np.random.default_rng(2)
+    mask = rng.random((120, 90)) > 0.6
+    labels, sizes = marks(mask)
+    _, expected, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=4)
+    assert np.array_equal(labels, expected) and np.array_equal(sizes, stats[1:, cv2.CC_STAT_AREA])
+
+
+def test_the_opening_is_wider_than_the_strokes_and_its_size_the_exact_widths():
+    """A thin pen keeps the size the frame gives; a fat marker's exact stroke width sets it
+    (the chamfer estimate only spares the exact measure where the strokes are far thinner)."""
+    canvas = np.zeros((300, 300), bool)
+    canvas[100:200, 60:64] = True  # a 4 px pen stroke
+    assert _opening_size(canvas, 49) == 49
+    canvas[20:280:10, 100:280] = True  # thin rules round a dark patch (a shadow), which a large square fits
+    canvas[30:60, 100:130] = True
+    assert _may_be_wider(canvas, 49 / 3) and 3 * stroke_width(canvas) < 49
+    assert _opening_size(canvas, 49) == 49
+    marker = np.zeros((300, 300), bool)
+    marker[100:200, 150:190] = True  # a 40 px marker
+    assert _opening_size(marker, 49) == int(3 * stroke_width(marker)) | 1 > 49
 
 
 def test_output_follows_mnist_conventions(mnist):

@@ -45,17 +45,23 @@ def take_share(processes: int) -> int:
     return share
 
 
-# glibc's mallopt parameter, and the size from which each allocation is mapped on its own: only
+# glibc's mallopt parameters, and the size from which each allocation is mapped on its own: only
 # a large image's arrays are that big (a 1 Mpx float image is 4 MB; a 400x400 photo's are under).
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 LARGE_ALLOCATION = 4 * 1024 * 1024
 
 
-def give_back_large_frees() -> None:
-    """For a process that serves (which owns it): each allocation of LARGE_ALLOCATION or more
-    mapped on its own, and so handed back to the system when freed. glibc raises that bar after
-    the first such free (up to 32 MB) and then serves large images from its heap, which it seldom
-    gives back: a server that had read a few 16 Mpx uploads held ~100 MB more than it used."""
+def tune_allocator() -> None:
+    """For a process that reads images and owns itself (a command, a serving or reading process):
+    glibc's heap set for arrays that come and go with each image.
+
+    Each allocation of LARGE_ALLOCATION or more is mapped on its own, and so handed back when
+    freed: glibc raises that bar after the first such free (up to 32 MB) and then serves large
+    images from its heap, which it seldom gives back (a server that had read a few 16 Mpx uploads
+    held ~100 MB more than it used). And up to as much free memory at the heap's top is kept,
+    not handed back after each image for the next to fault in again, page by page: in a virtual
+    machine that took a quarter of the time of reading a 400x400 photo (docs/BENCHMARKS.md)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -64,3 +70,4 @@ def give_back_large_frees() -> None:
         return
     if hasattr(libc, "mallopt"):
         libc.mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION)
+        libc.mallopt(M_TRIM_THRESHOLD, LARGE_ALLOCATION)

@@ -29,6 +29,7 @@ SPECK = 0.05  # components below this share of the largest are noise, not ink
 BLANK = "no ink: the image is blank"  # the reason given where preprocessing finds no ink
 MAX_MARKS = 8  # a digit is one to three strokes; more separate marks of similar size is noise
 SPAN = 0.7  # a digit on a sheet spans at most this share of it; ink that spans more is printed lines
+CHAMFER_MARGIN = 1.5  # how far a chamfer stroke width is trusted to stay from the exact one
 
 
 CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)  # a pixel's four neighbours
@@ -71,13 +72,15 @@ def otsu(values: np.ndarray, bins: int = 256) -> float:
 
 def _histogram(values: np.ndarray, bins: int) -> np.ndarray:
     """Counts of the values in [0, 1] in `bins` equal bins, 1 in the last (what is outside is left out)."""
-    import cv2  # its float histogram bins exactly as floor(value * bins) does, 1.5x faster than numpy's
+    import cv2
 
-    if values.dtype == np.float32 and values.ndim <= 2 and not np.isnan(values).any():
-        counts = cv2.calcHist([values.reshape(-1, 1) if values.ndim < 2 else values], [0], None, [bins], [0, 1])
-        counts = counts.ravel().astype(np.int64)
-        counts[-1] += np.count_nonzero(values == 1.0)  # the range's end, which calcHist leaves out
-        return counts
+    if values.dtype == np.float32 and values.size and bins < 2**15 and values.min() >= 0 and values.max() <= 1:
+        # With bins a power of two, value * bins is exact and truncation its floor, the bin: binned
+        # as 16-bit integers, 2.5x faster than OpenCV's float histogram, and 1.0 past the end.
+        binned = (values * bins).astype(np.uint16).reshape(-1, 1)
+        counts = cv2.calcHist([binned], [0], None, [bins + 1], [0, bins + 1]).ravel().astype(np.int64)
+        counts[-2] += counts[-1]
+        return counts[:-1]
     values = values.ravel()
     values = values[(values >= 0) & (values <= 1)].astype(np.float64 if values.dtype.kind != "f" else values.dtype)
     # With bins a power of two, value * bins is exact and its floor the bin.
@@ -96,12 +99,23 @@ def ink_image(grey: np.ndarray, work: int = WORK_SIZE) -> tuple[np.ndarray, bool
     # Uneven light: a grey opening wider than any stroke erases the strokes and keeps the paper.
     # "Wider than any stroke" is measured, not assumed: a fat marker would otherwise be hollowed.
     rough = ink > otsu(ink)
-    size = max(3, int(max(ink.shape) / 6))
-    size = max(size, int(3 * stroke_width(rough)) if _may_be_wider(rough, size / 3) else 0) | 1
+    size = _opening_size(rough, max(3, int(max(ink.shape) / 6)))
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
     opened = cv2.morphologyEx(np.asarray(ink, np.float32), cv2.MORPH_OPEN, square, borderType=cv2.BORDER_REFLECT)
     paper = cv2.blur(opened, (size, size), borderType=cv2.BORDER_REFLECT)
     return np.clip(ink - paper, 0.0, 1.0), inverted
+
+
+def _opening_size(rough: np.ndarray, size: int) -> int:
+    """The side of the opening's square (odd): `size`, or three stroke widths of `rough` where that is more."""
+    if not _may_be_wider(rough, size / 3):
+        return size | 1
+    # The chamfer distance is 6x cheaper than the exact one; its stroke width lay within 0.82-1.44x
+    # of the exact on 1,667 validation images of every kind. With this margin on it, the exact
+    # width is measured only where it may come near the bar, and the size is the exact one's.
+    if 3 * CHAMFER_MARGIN * stroke_width(rough, precise=False) <= size:
+        return size | 1
+    return max(size, int(3 * stroke_width(rough))) | 1
 
 
 def _may_be_wider(mask: np.ndarray, width: float) -> bool:
@@ -123,8 +137,6 @@ def ink_mask(ink: np.ndarray, sheet: bool = False) -> tuple[np.ndarray | None, i
     """The ink pixels without specks and how many separate marks they form; None if no ink.
     On a `sheet` found on a desk (scene.py), ink that spans it is printed rules or squares, fainter
     than a pen: cut again, between them and the pen's ink."""
-    import cv2  # its labelling counts each mark's pixels as it goes: scipy's label and a bincount, 1.6x slower
-
     if ink.max() < MIN_CONTRAST:
         return None, 0
     mask = ink > max(otsu(ink), MIN_CONTRAST / 2)
@@ -132,18 +144,28 @@ def ink_mask(ink: np.ndarray, sheet: bool = False) -> tuple[np.ndarray | None, i
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         if max((rows[-1] - rows[0]) / ink.shape[0], (cols[-1] - cols[0]) / ink.shape[1]) > SPAN:
             mask = ink > otsu(ink[mask])
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=4)
-    if n < 2:
+    labels, sizes = marks(mask)
+    if sizes.size == 0:
         return None, 0
-    sizes = stats[1:, cv2.CC_STAT_AREA]  # pixels in each mark
     keep = sizes >= SPECK * sizes.max()
     if not keep.all():
         mask = np.concatenate([[False], keep])[labels]
     return (mask, int(keep.sum())) if mask.sum() >= 4 else (None, 0)
 
 
-def stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width: twice the mean distance from the ink's medial pixels to its edge."""
+def marks(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The separate marks of a bool `mask` (4-connected): their labels (0 where no ink, k for the
+    k-th mark) and each mark's pixel count (the k-th at k - 1). OpenCV labels; a bincount counts,
+    where its connectedComponentsWithStats takes 6x as long for the other statistics too."""
+    import cv2
+
+    n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=4)
+    return labels, np.bincount(labels[mask], minlength=n)[1:]
+
+
+def stroke_width(mask: np.ndarray, precise: bool = True) -> float:
+    """Mean stroke width: twice the mean distance from the ink's medial pixels to its edge
+    (exact Euclidean distances, or with `precise` False OpenCV's 5x5 chamfer estimate of them)."""
     import cv2  # its exact Euclidean distance (Felzenszwalb's) and 3x3 maximum: scipy's, 6x faster
 
     if mask.all():  # no edge at all (a straight stroke cropped to itself): OpenCV's distances
@@ -152,7 +174,8 @@ def stroke_width(mask: np.ndarray) -> float:
         rows, cols = np.indices(mask.shape)
         distance = np.sqrt((rows + 1.0) ** 2 + cols**2).astype(np.float32)
     else:
-        distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        exact = cv2.DIST_MASK_PRECISE if precise else cv2.DIST_MASK_5
+        distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, exact)
     ridge = (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REFLECT)) & mask
     return float(2 * distance[ridge].mean(dtype=np.float64)) if ridge.any() else 1.0
 

@@ -38,7 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from digitlab.environment import give_back_large_frees, take_share, temporarily
+from digitlab.environment import take_share, temporarily, tune_allocator
 from digitlab.errors import DigitlabError
 from digitlab.io.load import load
 from digitlab.serve import probes, v1, v2
@@ -145,7 +145,7 @@ def app_from_env() -> FastAPI:
     cores: OpenCV and ONNX Runtime each get its share of them, not a thread per core each (which
     made two processes serve fewer requests than one: docs/BENCHMARKS.md)."""
     share = take_share(int(os.environ.get(ENV_WORKERS, "1")))
-    give_back_large_frees()
+    tune_allocator()
     settings = Settings(
         os.environ.get(ENV_MODEL) or None,
         int(os.environ.get(ENV_MAX_UPLOAD, MAX_UPLOAD)),
@@ -201,7 +201,7 @@ def serve(
         "log_level": "info",
     }
     if workers == 1:
-        give_back_large_frees()
+        tune_allocator()
         app = build(Settings(model_path, max_upload, queue_wait, body_timeout, model=model))
         uvicorn.run(app, **options)
         return
