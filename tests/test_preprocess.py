@@ -24,6 +24,7 @@ from digitlab.image.preprocess import (
     marks,
     naive,
     otsu,
+    percentile,
     prepare,
     stroke_width,
 )
@@ -53,6 +54,17 @@ def test_histogram_bins_as_floor_of_value_times_bins():
     assert np.array_equal(_histogram(values.reshape(2, -1), 256), expected)
     wild = np.concatenate([values, np.float32([-0.5, 1.5, np.nan])])
     assert np.array_equal(_histogram(wild, 256), expected)
+
+
+def test_percentile_is_numpys_to_the_bit():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 10, 37, 400, 2501):
+        for dtype in (np.float32, np.float64):
+            values = (rng.random(n) ** 3).astype(dtype)
+            for q in (0, 10, 50, 90, 99.5, 100):
+                expected = np.percentile(values, q)
+                got = percentile(values, q)
+                assert got == expected and type(got) is type(expected), (n, dtype, q)
 
 
 def test_marks_count_what_opencv_counts():

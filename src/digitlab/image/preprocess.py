@@ -190,7 +190,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     # The soft ink (anti-aliased edges) within a pixel of the mask, strongest stroke made 1.
     near = cv2.dilate(crop_mask.view(np.uint8), CROSS) > 0
     crop = np.where(near, ink[top:bottom, left:right], 0.0)
-    crop = np.clip(crop / max(np.percentile(crop[crop_mask], 90), 1e-6), 0.0, 1.0)
+    crop = np.clip(crop / max(percentile(crop[crop_mask], 90), 1e-6), 0.0, 1.0)
     scale = BOX / max(crop.shape)
     # Thin pen lines shrink to faint hairlines and marker strokes to blobs: even them out.
     width = stroke_width(crop_mask) * scale
@@ -211,6 +211,17 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width_px))
     out[top : top + height_px, left : left + width_px] = small
     return out
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """np.percentile(values, q) of a 1-D float array, its linear method step for step (the same
+    float): a tenth of its cost on the few hundred values of a digit, read 20 times for a number."""
+    index = (values.size - 1) * (q / 100)
+    low = int(index)
+    high = min(low + 1, values.size - 1)
+    below, above = np.partition(values, (low, high))[[low, high]]
+    gamma, step = index - low, above - below
+    return above - step * (1 - gamma) if gamma >= 0.5 else below + step * gamma
 
 
 def _square(operation: Callable[..., np.ndarray], image: np.ndarray, size: int) -> np.ndarray:

@@ -242,10 +242,10 @@ def _path(own: np.ndarray, start: int, height: float) -> np.ndarray:
     padded = np.full(cost.shape[1] + 2, np.inf, np.float32)  # inf either side: no step out of reach
     padded[1:-1] = cost[0]
     moves = np.zeros(cost.shape, np.int8)
+    options = np.lib.stride_tricks.sliding_window_view(padded, 3)  # row x: from x-1, x, x+1, as padded changes
     for y in range(1, cost.shape[0]):
-        options = np.stack([padded[:-2], padded[1:-1], padded[2:]])  # from x-1, x, x+1
-        moves[y] = options.argmin(0) - 1
-        padded[1:-1] = options.min(0) + cost[y]
+        moves[y] = options.argmin(1) - 1
+        padded[1:-1] = options.min(1) + cost[y]
     total = padded[1:-1]
     path = np.zeros(cost.shape[0], np.int64)
     path[-1] = int(total.argmin())

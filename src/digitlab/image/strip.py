@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from digitlab.image.preprocess import percentile
 from digitlab.image.segment import Group, joined
 
 HEIGHT = 32
@@ -24,7 +25,7 @@ def strip(groups: list[Group]) -> np.ndarray:
 
     ink = joined(groups)
     if ink.max() > 0:
-        ink /= max(float(np.percentile(ink[ink > 0], 90)), 1e-6)
+        ink /= max(float(percentile(ink[ink > 0], 90)), 1e-6)
     ink = np.clip(ink, 0.0, 1.0)
     scale = min((HEIGHT - 2 * MARGIN) / ink.shape[0], WIDTH / ink.shape[1])
     size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
