@@ -207,8 +207,8 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     small = np.clip(small, 0.0, 1.0)
     out = np.zeros((SIZE, SIZE), np.float32)
     cy, cx = _centre_of_mass(small) if small.sum() > 0 else (height_px / 2, width_px / 2)
-    top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - height_px))
-    left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width_px))
+    top = min(max(round(SIZE / 2 - cy), 0), SIZE - height_px)  # builtins: np.clip of a scalar costs 10 us
+    left = min(max(round(SIZE / 2 - cx), 0), SIZE - width_px)
     out[top : top + height_px, left : left + width_px] = small
     return out
 
