@@ -144,6 +144,14 @@ def test_predict_suggests_number_for_several_digits(mnist, tmp_path):
     assert digitlab("read", str(path)).stdout.splitlines()[0] == f"{path}: 1 number"
 
 
+def test_predict_suggests_read_for_a_page(mnist, tmp_path):
+    path = tmp_path / "page.png"
+    path.write_bytes(page(mnist)[0])
+    result = digitlab("predict", str(path))
+    assert result.returncode == 0 and "declined" in result.stdout
+    assert "a page of numbers (3 found), read them all with `digitlab read`" in result.stdout
+
+
 def test_read_through_the_api(mnist):
     from fastapi.testclient import TestClient
 
