@@ -239,18 +239,20 @@ def _path(own: np.ndarray, start: int, height: float) -> np.ndarray:
     reach = max(1, int(REACH * height))
     low, high = max(0, start - reach), min(own.shape[1], start + reach + 1)
     cost = own[:, low:high].astype(np.float32) + SIDESTEP * np.abs(np.arange(low, high) - start)[None, :] / reach
-    padded = np.full(cost.shape[1] + 2, np.inf, np.float32)  # inf either side: no step out of reach
-    padded[1:-1] = cost[0]
-    moves = np.zeros(cost.shape, np.int8)
-    options = np.lib.stride_tricks.sliding_window_view(padded, 3)  # row x: from x-1, x, x+1, as padded changes
-    for y in range(1, cost.shape[0]):
-        moves[y] = options.argmin(1) - 1
-        padded[1:-1] = options.min(1) + cost[y]
-    total = padded[1:-1]
-    path = np.zeros(cost.shape[0], np.int64)
-    path[-1] = int(total.argmin())
-    for y in range(cost.shape[0] - 1, 0, -1):
-        path[y - 1] = path[y] + moves[y, path[y]]
+    height_px, width = cost.shape
+    # Each row's least total to each column; inf either side, so that no step leaves the reach.
+    totals = np.full((height_px, width + 2), np.inf, np.float32)
+    totals[0, 1:-1] = cost[0]
+    best = np.empty(width, np.float32)
+    for y in range(1, height_px):
+        before = totals[y - 1]
+        np.minimum(before[:-2], before[1:-1], out=best)  # from x-1 or x
+        np.minimum(best, before[2:], out=best)  # or x+1
+        np.add(best, cost[y], out=totals[y, 1:-1])
+    path = np.zeros(height_px, np.int64)
+    path[-1] = int(totals[-1, 1:-1].argmin())
+    for y in range(height_px - 1, 0, -1):  # back up: the first of x-1, x, x+1 with the least total
+        path[y - 1] = path[y] - 1 + int(totals[y - 1, path[y] : path[y] + 3].argmin())
     return path + low
 
 
