@@ -40,13 +40,16 @@ def read(model: Model, images: np.ndarray, top_k: int = 3, threshold: float | No
     return answers
 
 
-def _several(source) -> str:
+def _several(source, scattered: bool) -> str:
     """A hint for a declined image that holds several digits: a page of numbers (PAGE_NUMBERS or
-    more found, which 2-4% of held-out textures and typed symbols also show), or one number's
-    digit-sized marks side by side."""
+    more found, which 2-4% of held-out textures and typed symbols also show), or, unless its ink
+    is `scattered` over more marks than a digit has (noise, texture: never a written number of
+    the suite's), one number's digit-sized marks side by side."""
     numbers = sum(len(line) for line in find(source, page=True).lines)
     if numbers >= PAGE_NUMBERS:
         return f"; if it is a page of numbers ({numbers} found), read them all with `digitlab read` (or /v1/read)"
+    if scattered:
+        return ""
     groups = [g for line in segment.find(source, page=False).lines for number in line for g in number]
     tall = max((g.box[2] - g.box[0] for g in groups), default=0)
     count = sum(g.box[2] - g.box[0] >= 0.6 * tall for g in groups)
@@ -63,7 +66,7 @@ def predict_image(model: Model, source, top_k: int = 3, number: bool = False) ->
         if prepared.reason is None:
             answer = read(model, prepared.image, top_k)[0]
         if answer["digit"] is None and prepared.reason != BLANK:
-            answer["reason"] += _several(source)
+            answer["reason"] += _several(source, scattered=prepared.reason is not None)
         # Where the digit is in the image as sent (top, left, bottom, right), to show the user.
         box = list(prepared.source_box) if prepared.source_box else None
         return answer | {"inverted": prepared.inverted, "box": box, "image28": prepared.image}
