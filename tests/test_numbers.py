@@ -144,6 +144,18 @@ def test_predict_suggests_number_for_several_digits(mnist, tmp_path):
     assert digitlab("read", str(path)).stdout.splitlines()[0] == f"{path}: 1 number"
 
 
+def test_scattered_specks_are_not_taken_for_a_number(model):
+    """Ink scattered over many like marks is declined as noise, with no hint to read a number."""
+    from digitlab.read.predict import predict_image
+
+    paper = np.ones((240, 240), np.float32)
+    for y, x in np.random.default_rng(4).integers(10, 224, (30, 2)):
+        paper[y : y + 6, x : x + 6] = 0.0
+    answer = predict_image(model, png(1.0 - paper))
+    assert answer["digit"] is None and "scattered marks" in answer["reason"], answer["reason"]
+    assert "side by side" not in answer["reason"] and "--number" not in answer["reason"]
+
+
 def test_predict_suggests_read_for_a_page(mnist, tmp_path):
     path = tmp_path / "page.png"
     path.write_bytes(page(mnist)[0])
