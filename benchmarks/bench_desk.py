@@ -77,7 +77,6 @@ def main() -> None:
 
     from digitlab.data import scenes, synth
     from digitlab.data.mnist import load_mnist
-    from digitlab.environment import tune_allocator
     from digitlab.image import scene
     from digitlab.io.load import load
     from digitlab.read.predict import read
@@ -92,7 +91,6 @@ def main() -> None:
     assert np.array_equal(truth, photo_truth)
     small = [to_400(f) for f in desks]
     _, pick = synth.choose(len(labels), args.n, seed)
-    tune_allocator()  # as `digitlab predict`, `read` and `serve` set up the process that reads
     model = load(args.model)
     print(f"machine: {describe_machine()}; load average {os.getloadavg()[0]:.1f} at the start")
     print(f"model: {model.info.get('name')}, threshold {model.info['threshold']:.2f}")

@@ -38,7 +38,6 @@ def main() -> None:
 
     from digitlab.data import lines
     from digitlab.data.mnist import load_mnist
-    from digitlab.environment import tune_allocator
     from digitlab.io.load import load
     from digitlab.read.number import read_numbers
     from digitlab.read.predict import predict_image
@@ -47,7 +46,6 @@ def main() -> None:
     data = load_mnist(DATA_DIR)
     images, labels = (data.x_test, data.y_test) if args.family == "test" else (data.x_val, data.y_val)
     images = images.reshape(-1, 28, 28)
-    tune_allocator()  # as `digitlab predict`, `read` and `serve` set up the process that reads
     model = load(args.model)
     print(f"machine: {describe_machine()}; load average {os.getloadavg()[0]:.1f} at the start")
     print(f"model: {model.info.get('name')}; {args.family} family (seeds {lines.SEEDS[args.family]} + 0, 1, 2)\n")

@@ -156,6 +156,16 @@ def test_scattered_specks_are_not_taken_for_a_number(model):
     assert "side by side" not in answer["reason"] and "--number" not in answer["reason"]
 
 
+def test_a_large_speckled_image_is_declined_not_an_error(model):
+    """Thousands of specks are too many marks to be numbers: looking for a hint must not turn
+    the decline into an error."""
+    from digitlab.read.predict import predict_image
+
+    specks = (np.random.default_rng(0).random((1200, 1600)) < 0.002).astype(np.float32)
+    answer = predict_image(model, png(specks))
+    assert answer["digit"] is None and "scattered marks" in answer["reason"], answer["reason"]
+
+
 def test_predict_suggests_read_for_a_page(mnist, tmp_path):
     path = tmp_path / "page.png"
     path.write_bytes(page(mnist)[0])

@@ -21,7 +21,7 @@ from digitlab.image.preprocess import (
     _may_be_wider,
     _opening_size,
     _square,
-    marks,
+    label_marks,
     naive,
     otsu,
     percentile,
@@ -70,7 +70,7 @@ def test_percentile_is_numpys_to_the_bit():
 def test_marks_count_what_opencv_counts():
     rng = np.random.default_rng(2)
     mask = rng.random((120, 90)) > 0.6
-    labels, sizes = marks(mask)
+    labels, sizes = label_marks(mask)
     _, expected, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=4)
     assert np.array_equal(labels, expected) and np.array_equal(sizes, stats[1:, cv2.CC_STAT_AREA])
 
@@ -88,6 +88,29 @@ def test_the_opening_is_wider_than_the_strokes_and_its_size_the_exact_widths():
     marker = np.zeros((300, 300), bool)
     marker[100:200, 150:190] = True  # a 40 px marker
     assert _opening_size(marker, 49) == int(3 * stroke_width(marker)) | 1 > 49
+
+
+def ragged_marker() -> np.ndarray:
+    """Fat strokes with ragged edges (seeded): a mask whose chamfer stroke width is 0.85 of the exact."""
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        strokes = np.zeros((200, 200), np.uint8)
+        for _ in range(rng.integers(1, 4)):
+            ends = [tuple(int(v) for v in rng.integers(20, 180, 2)) for _ in range(2)]
+            cv2.line(strokes, *ends, 1, int(rng.integers(8, 30)))
+        grain = cv2.GaussianBlur(rng.random((200, 200)).astype(np.float32), (0, 0), 1.5)
+        core = cv2.erode(strokes, np.ones((5, 5), np.uint8)) > 0
+        mask = (strokes > 0) & ((grain > 0.47) | core)
+    return mask
+
+
+def test_the_chamfer_margin_leaves_the_exact_width_where_it_matters():
+    """The chamfer width alone would keep the frame's size here; with the margin the exact width
+    is measured, and sets the opening."""
+    mask = ragged_marker()
+    exact, chamfer = stroke_width(mask), stroke_width(mask, precise=False)
+    assert 3 * chamfer <= 33 < 3 * exact
+    assert _opening_size(mask, 33) == int(3 * exact) | 1
 
 
 def test_output_follows_mnist_conventions(mnist):

@@ -45,23 +45,30 @@ def take_share(processes: int) -> int:
     return share
 
 
-# glibc's mallopt parameters, and the size from which each allocation is mapped on its own: only
-# a large image's arrays are that big (a 1 Mpx float image is 4 MB; a 400x400 photo's are under).
+# glibc's mallopt parameters.
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+# From this size each allocation is mapped on its own: only a large image's arrays are that big
+# (a 1 Mpx float image is 4 MB; a 400x400 photo's are under).
 LARGE_ALLOCATION = 4 * 1024 * 1024
+# The heap's free top is handed back only once this much lies there: more than the arrays of an
+# image under that size take at once (a 512 px work image's are 1 MB each, a few alive together).
+KEEP_FREE = 16 * 1024 * 1024
 
 
 def tune_allocator() -> None:
-    """For a process that reads images and owns itself (a command, a serving or reading process):
-    glibc's heap set for arrays that come and go with each image.
+    """For a serving process (which owns itself): glibc's heap set for a server's images.
 
     Each allocation of LARGE_ALLOCATION or more is mapped on its own, and so handed back when
-    freed: glibc raises that bar after the first such free (up to 32 MB) and then serves large
-    images from its heap, which it seldom gives back (a server that had read a few 16 Mpx uploads
-    held ~100 MB more than it used). And up to as much free memory at the heap's top is kept,
-    not handed back after each image for the next to fault in again, page by page: in a virtual
-    machine that took a quarter of the time of reading a 400x400 photo (docs/BENCHMARKS.md)."""
+    freed: left to itself, glibc raises that bar after the first such free (up to 32 MB) and then
+    serves large images from its heap, which it seldom gives back (a server that had read a few
+    16 Mpx uploads held ~100 MB more than it used). Fixing that bar fixes glibc's trim bar too, at
+    128 KB, so each request handed its arrays' memory back for the next to fault in again, page
+    by page: in a virtual machine, about a fifth of a 400x400 photo's time (docs/BENCHMARKS.md).
+    Now the heap is trimmed only once KEEP_FREE lies free at its top.
+
+    A command that reads files keeps glibc's own settings: it ends before large images' memory
+    matters, and mapping each one anew would cost it the page faults."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -70,4 +77,4 @@ def tune_allocator() -> None:
         return
     if hasattr(libc, "mallopt"):
         libc.mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION)
-        libc.mallopt(M_TRIM_THRESHOLD, LARGE_ALLOCATION)
+        libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREE)

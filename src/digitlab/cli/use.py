@@ -128,11 +128,9 @@ def read(
 def _reader(model: Path | None, pixels: str | None = None, data_dir: Path | None = None):
     """The model to read with, and on stderr what the user should know of it (so --json's stdout
     stays one object per image): how a model trained elsewhere was adapted, a missing calibration."""
-    from digitlab.environment import tune_allocator
     from digitlab.io.adapt import describe
     from digitlab.io.load import load
 
-    tune_allocator()  # this command's process reads images, and is its own
     reader = load(model, pixels, data_dir)
     if "foreign" in reader.info:
         typer.echo(f"note: {describe(reader.path, reader.info['foreign'])}", err=True)

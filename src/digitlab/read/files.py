@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from digitlab.environment import cores, take_share, tune_allocator
+from digitlab.environment import cores, take_share
 from digitlab.errors import DigitlabError
 from digitlab.io.native import Model, OnnxModel
 
@@ -59,7 +59,6 @@ def read_files(
 
 
 def _start(path: Path, processes: int) -> None:
-    tune_allocator()
     _model["onnx"] = OnnxModel(path, threads=take_share(processes))
 
 

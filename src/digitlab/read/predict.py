@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from digitlab.errors import DigitlabError
 from digitlab.image import segment
-from digitlab.image.preprocess import BLANK, prepare
+from digitlab.image.preprocess import BLANK, MAX_MARKS, prepare
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
 from digitlab.read.line import ranked
-from digitlab.read.number import find, read_numbers
+from digitlab.read.number import read_numbers
 
 PAGE_NUMBERS = 3  # numbers found that make a declined image look like a page (pages hold 3-8)
 
@@ -40,17 +41,20 @@ def read(model: Model, images: np.ndarray, top_k: int = 3, threshold: float | No
     return answers
 
 
-def _several(source, scattered: bool) -> str:
+def _several(source, marks: int) -> str:
     """A hint for a declined image that holds several digits: a page of numbers (PAGE_NUMBERS or
-    more found, which 2-4% of held-out textures and typed symbols also show), or, unless its ink
-    is `scattered` over more marks than a digit has (noise, texture: never a written number of
-    the suite's), one number's digit-sized marks side by side."""
-    numbers = sum(len(line) for line in find(source, page=True).lines)
-    if numbers >= PAGE_NUMBERS:
-        return f"; if it is a page of numbers ({numbers} found), read them all with `digitlab read` (or /v1/read)"
-    if scattered:
+    more found), or, unless its ink is scattered over more marks than a digit has (noise,
+    texture: never one written number of the suite's), one number's digits side by side. Looked
+    for at the work size a digit is read at, so that a decline costs about what reading did."""
+    try:
+        numbers = sum(len(line) for line in segment.find(source, page=True).lines)
+        if numbers >= PAGE_NUMBERS:
+            return f"; if it is a page of numbers ({numbers} found), read them all with `digitlab read` (or /v1/read)"
+        if marks > MAX_MARKS:
+            return ""
+        groups = [g for line in segment.find(source, page=False).lines for number in line for g in number]
+    except DigitlabError:  # too many marks to be numbers: no hint
         return ""
-    groups = [g for line in segment.find(source, page=False).lines for number in line for g in number]
     tall = max((g.box[2] - g.box[0] for g in groups), default=0)
     count = sum(g.box[2] - g.box[0] >= 0.6 * tall for g in groups)
     if count < 2:
@@ -66,7 +70,7 @@ def predict_image(model: Model, source, top_k: int = 3, number: bool = False) ->
         if prepared.reason is None:
             answer = read(model, prepared.image, top_k)[0]
         if answer["digit"] is None and prepared.reason != BLANK:
-            answer["reason"] += _several(source, scattered=prepared.reason is not None)
+            answer["reason"] += _several(source, prepared.marks)
         # Where the digit is in the image as sent (top, left, bottom, right), to show the user.
         box = list(prepared.source_box) if prepared.source_box else None
         return answer | {"inverted": prepared.inverted, "box": box, "image28": prepared.image}
