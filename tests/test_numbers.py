@@ -144,6 +144,15 @@ def test_predict_suggests_number_for_several_digits(mnist, tmp_path):
     assert digitlab("read", str(path)).stdout.splitlines()[0] == f"{path}: 1 number"
 
 
+def test_predict_suggests_number_for_digits_that_touch(mnist, model):
+    """Touching digits are one mark, so not "side by side"; its width says it may be a number."""
+    from digitlab.read.predict import predict_image
+
+    answer = predict_image(model, written(mnist, "5038", True))
+    assert answer["digit"] is None and "if it is a number whose digits touch" in answer["reason"], answer["reason"]
+    assert predict_image(model, written(mnist, "5038", True), number=True)["number"] == "5038"
+
+
 def test_scattered_specks_are_not_taken_for_a_number(model):
     """Ink scattered over many like marks is declined as noise, with no hint to read a number."""
     from digitlab.read.predict import predict_image
