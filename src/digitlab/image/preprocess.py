@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -42,7 +43,6 @@ class Prepared:
     image: np.ndarray  # float32 (28, 28) in [0, 1], white ink on black
     inverted: bool = False
     reason: str | None = None  # why there is no digit, when there is none
-    marks: int = 0  # separate marks of ink found
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # ink boxes in the work image
     source_box: tuple[int, int, int, int] | None = None  # the ink's box in the image as sent (EXIF-upright)
 
@@ -244,19 +244,34 @@ def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
     return float((image * rows).sum() / total), float((image * cols).sum() / total)
 
 
-def ink_of(source: str | Path | bytes | np.ndarray, work: int = WORK_SIZE):
+class Inked(NamedTuple):
+    """What reading a digit (prepare) and a number (segment.find) both start from."""
+
+    ink: np.ndarray  # white on black, the paper flattened to 0
+    mask: np.ndarray | None  # its pixels without specks; None where there is no ink
+    marks: int  # separate marks in the mask
+    inverted: bool
+    place: scene.Frame  # where the image read lies in the image as sent
+
+
+def ink_of(source: str | Path | bytes | np.ndarray, work: int = WORK_SIZE) -> Inked:
     """The ink of an image (ink_image) at most `work` px on its longer side, its mask and count
     of marks (ink_mask), whether it was inverted, and where it lies in the image as sent: what
     reading a digit (prepare) and a number (segment.find) both start from."""
     grey, place = scene.frame(*decode(source))  # only the sheet, where a desk shows round it
     ink, inverted = ink_image(grey, work)
     mask, marks = ink_mask(ink, place.sheet)
-    return ink, mask, marks, inverted, place
+    return Inked(ink, mask, marks, inverted, place)
 
 
 def prepare(source: str | Path | bytes | np.ndarray) -> Prepared:
     """One digit from a file, bytes or a greyscale array in [0, 1]."""
-    ink, mask, marks, inverted, place = ink_of(source)
+    return prepare_ink(ink_of(source))
+
+
+def prepare_ink(inked: Inked) -> Prepared:
+    """One digit from what ink_of found in an image."""
+    ink, mask, marks, inverted, place = inked
     if mask is None:
         return Prepared(np.zeros((SIZE, SIZE), np.float32), inverted, reason=BLANK)
     if marks > MAX_MARKS:
@@ -264,9 +279,8 @@ def prepare(source: str | Path | bytes | np.ndarray) -> Prepared:
             np.zeros((SIZE, SIZE), np.float32),
             inverted,
             reason=f"{marks} scattered marks: noise or texture, not one digit",
-            marks=marks,
         )
-    return Prepared(to_mnist(ink, mask), inverted, source_box=place.source_box(mask, ink.shape), marks=marks)
+    return Prepared(to_mnist(ink, mask), inverted, source_box=place.source_box(mask, ink.shape))
 
 
 def naive(source: str | Path | bytes) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from digitlab.errors import DigitlabError
 from digitlab.image import scene
 from digitlab.image.decode import WORK_SIZE
-from digitlab.image.preprocess import BLANK, ink_of, to_mnist
+from digitlab.image.preprocess import BLANK, Inked, ink_of, to_mnist
 
 # Shares of the height of a line's tallest mark (MNIST's digits are all of one height):
 FRAGMENT = 0.48  # a mark shorter than this is a piece of a digit whose stroke broke, not a digit
@@ -130,9 +130,14 @@ class Layout:
 
 def find(source: str | Path | bytes | np.ndarray, page: bool = True, work: int = WORK_SIZE) -> Layout:
     """The numbers in an image, in reading order; with `page` False the whole image is one number."""
+    return arrange(ink_of(source, work), page)
+
+
+def arrange(inked: Inked, page: bool = True) -> Layout:
+    """The numbers in what ink_of found in an image (find)."""
     import cv2
 
-    ink, mask, _, inverted, place = ink_of(source, work)
+    ink, mask, _, inverted, place = inked
     layout = Layout(place, ink.shape, inverted)
     if mask is None:
         layout.reason = BLANK

@@ -7,7 +7,7 @@ import numpy as np
 
 from digitlab.errors import DigitlabError
 from digitlab.image import segment
-from digitlab.image.preprocess import BLANK, MAX_MARKS, prepare
+from digitlab.image.preprocess import BLANK, MAX_MARKS, Inked, ink_of, prepare_ink
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
 from digitlab.read.line import ranked
@@ -45,19 +45,19 @@ def read(model: Model, images: np.ndarray, top_k: int = 3, threshold: float | No
     return answers
 
 
-def _several(source, marks: int) -> str:
+def _several(inked: Inked) -> str:
     """A hint for a declined image that holds several digits: a page of numbers (PAGE_NUMBERS or
     more found), or, unless its ink is scattered over more marks than a digit has (noise,
     texture: never one written number of the suite's), one number's digits side by side or
-    touching. Looked for at the work size a digit is read at, so that a decline costs about
-    what reading did."""
+    touching. Looked for in the ink found to read a digit (preprocess.ink_of), so that a
+    decline costs little more than reading did."""
     try:
-        numbers = sum(len(line) for line in segment.find(source, page=True).lines)
+        numbers = sum(len(line) for line in segment.arrange(inked, page=True).lines)
         if numbers >= PAGE_NUMBERS:
             return f"; if it is a page of numbers ({numbers} found), read them all with `digitlab read` (or /v1/read)"
-        if marks > MAX_MARKS:
+        if inked.marks > MAX_MARKS:
             return ""
-        groups = [g for line in segment.find(source, page=False).lines for number in line for g in number]
+        groups = [g for line in segment.arrange(inked, page=False).lines for number in line for g in number]
     except DigitlabError:  # too many marks to be numbers: no hint
         return ""
     tall = max((g.box[2] - g.box[0] for g in groups), default=0)
@@ -73,12 +73,13 @@ def _several(source, marks: int) -> str:
 def predict_image(model: Model, source, top_k: int = 3, number: bool = False) -> dict:
     """Read one image (path or bytes): a digit, or with `number` a left-to-right string."""
     if not number:
-        prepared = prepare(source)
+        inked = ink_of(source)
+        prepared = prepare_ink(inked)
         answer = {"digit": None, "confidence": None, "probabilities": None, "reason": prepared.reason}
         if prepared.reason is None:
             answer = read(model, prepared.image, top_k)[0]
         if answer["digit"] is None and prepared.reason != BLANK:
-            answer["reason"] += _several(source, prepared.marks)
+            answer["reason"] += _several(inked)
         # Where the digit is in the image as sent (top, left, bottom, right), to show the user.
         box = list(prepared.source_box) if prepared.source_box else None
         return answer | {"inverted": prepared.inverted, "box": box, "image28": prepared.image}
