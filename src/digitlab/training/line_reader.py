@@ -35,8 +35,13 @@ BOXED = 0.0
 # reader never learns the very non-digits a classifier trained or was judged on.
 NOT_NUMBER_STREAM = 2**33
 MAX_DIGITS = 5  # the longest number the generator writes; CTC's labels are padded to it
-STEPS = WIDTH // 4  # time steps: one per 4 columns, 8 per digit height, room for blanks between
-EPOCHS = 3  # few: new numbers teach more than the same ones again (it learnt its numbers by heart)
+# The convnet: (filters, pool) of each block; its pools take the strip's 32 rows to 2 and its
+# columns to STEPS time steps, one per 4 columns: 8 per digit height, room for blanks between.
+BLOCKS = ((16, (2, 2)), (32, (2, 2)), (64, (2, 1)), (64, (2, 1)))
+STEPS = WIDTH // 4
+CONVS = 2  # convs a block: two, not one, tell whose stroke is whose where digits overlap (bench-numbers.md)
+CONTEXT = 128  # channels of the 1-D convs along the steps
+EPOCHS = 2  # few: new numbers teach more than the same ones again (it learnt its numbers by heart)
 BATCH = 64
 LR = 2e-3  # Adam, cosine-annealed to 0 over the epochs
 SEED = 0
@@ -97,22 +102,25 @@ def _half_examples(n: int, seed: int, not_numbers: float, boxed: float) -> tuple
     return strips.astype(np.float16), targets
 
 
-def build():
-    """Four conv blocks take the strip's height to one row of STEPS columns; two 1-D convs along
-    it give each step a view of a digit and a half either side; then logits for blank and 0-9."""
+def build(blocks: tuple = BLOCKS, convs: int = CONVS, context: int = CONTEXT):
+    """Conv blocks (`convs` convs each, then a pool) take the strip's height to one row of steps
+    (STEPS with BLOCKS); two 1-D convs of `context` channels along it give each step a view of a
+    digit and a half either side; then logits for blank and 0-9."""
     import keras
     from keras import layers
 
     inputs = keras.Input((HEIGHT, WIDTH, 1))
     x = inputs
-    for filters, pool in ((16, (2, 2)), (32, (2, 2)), (64, (2, 1)), (64, (2, 1))):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
+    for filters, pool in blocks:
+        for _ in range(convs):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D(pool)(x)
-    x = layers.Reshape((STEPS, (HEIGHT // 16) * 64))(x)  # (steps, features)
+    rows, steps = HEIGHT // np.prod([p[0] for _, p in blocks]), WIDTH // np.prod([p[1] for _, p in blocks])
+    x = layers.Reshape((int(steps), int(rows) * blocks[-1][0]))(x)  # (steps, features)
     for _ in range(2):
-        x = layers.Conv1D(128, 5, padding="same", activation="relu")(x)
+        x = layers.Conv1D(context, 5, padding="same", activation="relu")(x)
     x = layers.Dropout(0.2)(x)
     return keras.Model(inputs, layers.Dense(11)(x))
 
