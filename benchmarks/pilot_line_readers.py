@@ -13,6 +13,7 @@ figures come from benchmarks/bench_numbers.py.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -29,17 +30,15 @@ SHAPES = {
 
 
 def validation_strips(images: np.ndarray, labels: np.ndarray, n: int, touching: bool) -> tuple[np.ndarray, list[str]]:
+    """Validation numbers' strips as reading makes them (blank where no ink is found), and their truth."""
     from digitlab.data import lines
-    from digitlab.image import segment
-    from digitlab.image.strip import HEIGHT, WIDTH, strip
+    from digitlab.image.strip import HEIGHT, WIDTH
+    from digitlab.training.line_reader import strip_of
 
     files, texts = lines.numbers(images, labels, n, "validation", touching)
-    strips = []
-    for f in files:
-        layout = segment.find(f, page=False)
-        groups = [g for line in layout.lines for number in line for g in number]
-        strips.append(np.zeros((HEIGHT, WIDTH), np.float32) if layout.reason else strip(groups))
-    return np.stack(strips)[..., None], texts
+    strips = [strip_of(f) for f in files]
+    blank = np.zeros((HEIGHT, WIDTH), np.float32)
+    return np.stack([blank if s is None else s for s in strips])[..., None], texts
 
 
 def main() -> None:
@@ -47,7 +46,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=60_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--shapes", default=",".join(SHAPES))
-    parser.add_argument("--jobs", type=int, default=2)
+    cores = len(os.sched_getaffinity(0))  # the cores this process may use
+    parser.add_argument("--jobs", type=int, default=cores, help="processes that write the numbers")
     args = parser.parse_args()
 
     import keras

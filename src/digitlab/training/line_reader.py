@@ -16,6 +16,7 @@ digit, so that it may answer where the cuts decline. Train and ship it with:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -38,7 +39,7 @@ MAX_DIGITS = 5  # the longest number the generator writes; CTC's labels are padd
 # The convnet: (filters, pool) of each block; its pools take the strip's 32 rows to 2 and its
 # columns to STEPS time steps, one per 4 columns: 8 per digit height, room for blanks between.
 BLOCKS = ((16, (2, 2)), (32, (2, 2)), (64, (2, 1)), (64, (2, 1)))
-STEPS = WIDTH // 4
+STEPS = WIDTH // math.prod(pool[1] for _, pool in BLOCKS)
 CONVS = 2  # convs a block: two, not one, tell whose stroke is whose where digits overlap (bench-numbers.md)
 CONTEXT = 128  # channels of the 1-D convs along the steps
 EPOCHS = 2  # few: new numbers teach more than the same ones again (it learnt its numbers by heart)
@@ -61,12 +62,21 @@ def examples(
     sources += [(image, "") for image in negatives.training(round(not_numbers * n), NOT_NUMBER_STREAM + seed)]
     strips, targets = [], []
     for source, text in sources:
-        layout = segment.find(source, page=False)
-        if layout.reason:  # nothing found: reading never gets as far as the line reader
+        read = strip_of(source)
+        if read is None:  # nothing found: reading never gets as far as the line reader
             continue
-        strips.append(strip([g for line in layout.lines for number in line for g in number]))
+        strips.append(read)
         targets.append([int(c) + 1 for c in text] + [0] * (MAX_DIGITS - len(text)))
     return np.stack(strips), np.array(targets, np.int32)
+
+
+def strip_of(source: bytes | np.ndarray) -> np.ndarray | None:
+    """An image of one number as the line reader sees it in reading (every mark found, one
+    strip), or None where no ink is found."""
+    layout = segment.find(source, page=False)
+    if layout.reason:
+        return None
+    return strip([g for line in layout.lines for number in line for g in number])
 
 
 def examples_in_parallel(
@@ -117,8 +127,8 @@ def build(blocks: tuple = BLOCKS, convs: int = CONVS, context: int = CONTEXT):
             x = layers.BatchNormalization()(x)
             x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D(pool)(x)
-    rows, steps = HEIGHT // np.prod([p[0] for _, p in blocks]), WIDTH // np.prod([p[1] for _, p in blocks])
-    x = layers.Reshape((int(steps), int(rows) * blocks[-1][0]))(x)  # (steps, features)
+    rows, steps = HEIGHT // math.prod(p[0] for _, p in blocks), WIDTH // math.prod(p[1] for _, p in blocks)
+    x = layers.Reshape((steps, rows * blocks[-1][0]))(x)  # (steps, features)
     for _ in range(2):
         x = layers.Conv1D(context, 5, padding="same", activation="relu")(x)
     x = layers.Dropout(0.2)(x)
