@@ -194,6 +194,11 @@ def test_readiness(server):
     assert httpx.get(server + "/v2/health/ready").json() == {"ready": True}
 
 
+def busy_workers(url: str) -> float:
+    lines = httpx.get(url + "/metrics", timeout=5).text.splitlines()
+    return next(float(line.split()[1]) for line in lines if line.startswith("digitlab_workers_busy "))
+
+
 def test_a_saturated_server_answers_503_with_retry_after_and_its_probes_stay_quick(mnist):
     """Two heavy batches hold both workers for seconds; a request that cannot get one within
     --queue-wait gets 503 and Retry-After, while liveness and readiness answer at once."""
@@ -213,7 +218,9 @@ def test_a_saturated_server_answers_503_with_retry_after_and_its_probes_stay_qui
         ]
         for b in batches:
             b.start()
-        time.sleep(0.5)  # both batches uploaded and at work
+        deadline = time.monotonic() + 30  # both batches uploaded and at work, however slow the machine
+        while busy_workers(url) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         t0 = time.perf_counter()
         busy = httpx.post(url + "/v2/models/digitlab/infer", json=tensor, timeout=10)
         waited = time.perf_counter() - t0

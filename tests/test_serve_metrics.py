@@ -70,6 +70,7 @@ def test_metrics_count_requests_digits_declines_and_latency(uploads):
     assert count == inf == 5 and fast < 5  # every request observed, and in the buckets they took
     assert value(samples, "digitlab_requests_in_flight") == 1  # the scrape itself
     assert ("digitlab_queue_waiting", ()) in samples
+    assert value(samples, "digitlab_workers_busy") == 0  # every answer given, every worker back
 
 
 def test_workers_serve_together_and_their_metrics_are_summed(uploads):

@@ -200,8 +200,9 @@ class Pool:
     waits up to `wait` seconds, then gets 503 with Retry-After: back-pressure, not a queue
     that grows until clients time out."""
 
-    def __init__(self, workers: int, wait: float = QUEUE_WAIT, waiting: Gauge | None = None):
-        self.workers, self.wait, self.waiting = workers, wait, waiting  # `waiting`: how many wait now
+    def __init__(self, workers: int, wait: float = QUEUE_WAIT, waiting: Gauge | None = None, busy: Gauge | None = None):
+        self.workers, self.wait = workers, wait
+        self.waiting, self.busy = waiting, busy  # how many wait for a worker now; how many workers work
         self._admit: anyio.CapacityLimiter | None = None  # made on first use: it belongs to the running loop
         self._threads: anyio.CapacityLimiter | None = None
         self._large = threading.Lock()
@@ -225,6 +226,7 @@ class Pool:
                 {"Retry-After": str(RETRY_AFTER)},
             )
         try:
-            return await anyio.to_thread.run_sync(work, *args, limiter=self._threads)
+            with self.busy.track_inprogress() if self.busy else nullcontext():
+                return await anyio.to_thread.run_sync(work, *args, limiter=self._threads)
         finally:
             self._admit.release()

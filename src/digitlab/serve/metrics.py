@@ -6,6 +6,7 @@
     digitlab_predictions_total{digit}                   digits read by the v1 API
     digitlab_declined_total                             v1 answers declined as not a digit
     digitlab_queue_waiting                              requests waiting for a worker
+    digitlab_workers_busy                               workers at work now (saturated: all of them)
 
 `route` is the route's template (`/v2/models/{model_name}/infer`), or `unmatched` for paths the
 app does not serve, so a scanner cannot grow the label set. With several processes
@@ -51,6 +52,9 @@ class Metrics:
         self.declined = Counter("digitlab_declined", "Answers declined as not a digit (v1 API)", registry=registry)
         self.waiting = Gauge(
             "digitlab_queue_waiting", "Requests waiting for a worker", registry=registry, multiprocess_mode="livesum"
+        )
+        self.busy = Gauge(
+            "digitlab_workers_busy", "Workers at work now", registry=registry, multiprocess_mode="livesum"
         )
 
     def count(self, answer: dict) -> None:

@@ -49,7 +49,7 @@ async def lifespan(app: FastAPI):
     warm_up(model)
     metrics = Metrics()
     app.state.model, app.state.metrics = model, metrics
-    app.state.pool = Pool(settings.threads or WORKERS, settings.queue_wait, metrics.waiting)
+    app.state.pool = Pool(settings.threads or WORKERS, settings.queue_wait, metrics.waiting, metrics.busy)
     app.state.ready = True
     yield
     app.state.ready = False  # stopping: a load balancer's readiness probe takes it out of rotation
