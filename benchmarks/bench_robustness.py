@@ -32,6 +32,16 @@ def latency_ms(model) -> tuple[float, float]:
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
+def cell(row) -> str:
+    """A digits row: accuracy, read right, declined; "-" for what a condition has not (pages: no accuracy)."""
+    if not row.n:
+        return "-"
+    accuracy, read, declined = (
+        "-" if v is None else f"{v:.{d}%}" for v, d in ((row.accuracy, 2), (row.read, 1), (row.declined, 1))
+    )
+    return f"{accuracy} (read {read}, declined {declined})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=[None], help="run folders, .keras or .onnx files")
@@ -73,7 +83,7 @@ def main() -> None:
         if r.group == "not digits":
             cells = [f"declined {x.declined:.1%}, AUROC {x.auroc_clean:.4f} / {x.auroc:.4f}" for x in rows]
         else:
-            cells = [f"{x.accuracy:.2%} (read {x.read:.1%}, declined {x.declined:.1%})" if x.n else "-" for x in rows]
+            cells = [cell(x) for x in rows]
         print(f"| {r.group} | {r.condition} | " + " | ".join(cells) + " |")
     if args.write:
         robustness.write(suites[0], args.write)

@@ -21,6 +21,7 @@ from digitlab.image.preprocess import (
     _may_be_wider,
     _opening_size,
     _square,
+    ink_image,
     label_marks,
     naive,
     otsu,
@@ -88,6 +89,34 @@ def test_the_opening_is_wider_than_the_strokes_and_its_size_the_exact_widths():
     marker = np.zeros((300, 300), bool)
     marker[100:200, 150:190] = True  # a 40 px marker
     assert _opening_size(marker, 49) == int(3 * stroke_width(marker)) | 1 > 49
+
+
+def test_a_stroke_width_is_the_whole_frame_s_wherever_the_ink_lies():
+    """Measured on the ink's box and a pixel round it: scipy's exact width of the whole frame,
+    with the ink inside it, at its edges, or with a speck far off."""
+    mask = ragged_marker()
+    for top, left in [(60, 70), (0, 0), (-20, -30), (100, 150)]:  # cut by the frame's edges, the last two
+        frame = np.zeros((260, 330), bool)
+        y, x = max(top, 0), max(left, 0)
+        part = mask[y - top :, x - left :][: frame.shape[0] - y, : frame.shape[1] - x]
+        frame[y : y + part.shape[0], x : x + part.shape[1]] = part
+        assert stroke_width(frame) == pytest.approx(_scipy_stroke_width(frame), rel=1e-6)
+        frame[-1, -1] = True
+        assert stroke_width(frame) == pytest.approx(_scipy_stroke_width(frame), rel=1e-6)
+
+
+def test_the_paper_is_scipys_grey_opening_and_mean_within_a_sixteen_bit_step(mnist):
+    """Uneven light taken off as scipy.ndimage's float opening and mean would take it off."""
+    images, _ = synth.render("photo", mnist.x_test, mnist.y_test, n=3, seed=4)
+    for data in images:
+        grey = read_image(data)
+        ink, inverted = ink_image(grey)
+        assert inverted
+        light = 1.0 - grey
+        size = _opening_size(light > otsu(light), max(3, int(max(light.shape) / 6)))
+        opened = ndimage.grey_opening(light, size=size, mode="reflect")
+        paper = ndimage.uniform_filter(opened, size=size, mode="reflect")
+        assert np.abs(ink - np.clip(light - paper, 0, 1)).max() < 2e-5
 
 
 def ragged_marker() -> np.ndarray:
@@ -205,6 +234,16 @@ def test_every_common_format_gives_the_same_digit(mnist, fmt):
     image.save(buffer, format=fmt)
     reference = prepare(png(((1 - np.kron(digit, np.ones((5, 5)))) * 255).astype(np.uint8))).image
     assert np.abs(prepare(buffer.getvalue()).image - reference).mean() < 0.03
+
+
+def test_a_colour_jpeg_is_read_as_the_brightness_it_stores(mnist):
+    """Decoded as its luma alone: the grey a colour decode weighs back, within JPEG's rounding."""
+    digit = (1 - np.kron(mnist.x_test[5].squeeze(), np.ones((9, 9)))) * 200 + 30
+    rgb = np.stack([digit, digit * 0.8, digit * 0.6 + 40], -1).astype(np.uint8)  # ink on tinted paper
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=90)
+    weighed = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"), np.float32) / 255
+    assert np.abs(read_image(buffer.getvalue()) - weighed).max() <= 2.5 / 255
 
 
 def test_a_large_palette_png_is_read_in_bounded_memory(tmp_path):

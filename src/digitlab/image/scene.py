@@ -162,7 +162,7 @@ def _extend(values: np.ndarray, known: np.ndarray) -> np.ndarray:
 def apply(grey: np.ndarray, region: Region) -> np.ndarray:
     """The box of `grey` with everything that is not sheet replaced by the sheet's own light."""
     top, left, bottom, right = region.box
-    return np.where(region.mask, grey[top:bottom, left:right], region.paper).astype(np.float32)
+    return np.where(region.mask, grey[top:bottom, left:right], region.paper).astype(np.float32, copy=False)
 
 
 @dataclass
