@@ -110,7 +110,8 @@ def test_train_stops_when_its_budget_runs_out(mnist, tmp_path):
     folder = train(config, data=mnist, out=tmp_path / "run", evaluate_after=False, verbose=0, budget=budget)
     record = Run.open(folder).record
     assert record.budget.stopped and record.epochs_run < 50
-    assert record.timings["train_s"] < 4 + 6, record.timings  # the last validation pass and saving may overrun a little
+    # The last validation pass and saving may overrun, more on a loaded machine; 50 epochs take minutes.
+    assert record.timings["train_s"] < 4 + 20, record.timings
     assert (folder / "model.keras").is_file() and record.best is not None
 
 

@@ -234,7 +234,9 @@ def test_health_answers_while_a_heavy_batch_runs(mnist):
         worker.join()
     assert answers[0].status_code == 200 and [r["digit"] for r in answers[0].json()["results"]] == [7] * MAX_BATCH
     assert len(waits) >= 5  # the batch took long enough to measure anything
-    assert max(waits) < 0.5, f"slowest /healthz: {max(waits):.2f} s"
+    # Answered between the batch's images, not after them: a blocked loop would wait seconds.
+    # Bounds with room for a loaded CI machine: typical answers take milliseconds.
+    assert sorted(waits)[len(waits) // 2] < 0.25 and max(waits) < 1.5, f"slowest /healthz: {max(waits):.2f} s"
 
 
 def test_the_app_and_its_schema_are_built_without_loading_a_model(monkeypatch):

@@ -141,7 +141,7 @@ def test_polyglot_is_decoded_as_the_format_that_was_checked(server):
     batch = httpx.post(url + "/v1/predict/batch", files=files, timeout=60)
     seconds = time.perf_counter() - t0
     assert batch.status_code == 200 and all(r["reason"].startswith("no ink") for r in batch.json()["results"])
-    assert seconds < 2, f"64 polyglots took {seconds:.1f} s"  # ~0.3 s; 4.6 s through the IM decoder
+    assert seconds < 3, f"64 polyglots took {seconds:.1f} s"  # ~0.3 s; 4.6 s through the IM decoder
     assert peak_rss_mib(process) - before < 40  # ~4 MiB; ~80 through the IM decoder
 
 
@@ -160,10 +160,13 @@ def test_idle_connections_cannot_lock_out_the_probes(server):
             idle.append(s)
             if i % 4 == 3:  # not faster than the server accepts: a full accept queue costs a 1 s retry
                 time.sleep(0.003)
+        # The first probe waits, untimed, for the server to work through its accept queue; then
+        # each is answered at once (when the server ran out of files: none for ~40 s).
+        assert httpx.get(url + "/healthz", timeout=30).status_code == 200
         for _ in range(3):
             t0 = time.perf_counter()
             assert httpx.get(url + "/healthz", timeout=3).status_code == 200
-            assert time.perf_counter() - t0 < 1
+            assert time.perf_counter() - t0 < 2
         # All but the cap's worth were closed: the server holds no more than its files allow.
         assert len(idle) - closed_by_server(idle) <= budget(OPEN_FILES)[0]
     finally:
@@ -222,7 +225,7 @@ def test_headers_sent_slowly_are_cut_off(impatient, kept_alive):
         with contextlib.suppress(ConnectionResetError):
             assert s.recv(1) == b""
         waited = time.perf_counter() - t0
-    assert TIMEOUT * 0.8 < waited < TIMEOUT * 2.5, f"cut off after {waited:.1f} s"
+    assert TIMEOUT * 0.8 < waited < TIMEOUT * 3.5, f"cut off after {waited:.1f} s"  # never cut: past 4x
     assert "sent no complete request" in log.read_text()
 
 
@@ -267,8 +270,9 @@ def test_a_client_that_leaves_mid_upload_is_a_499_not_a_500(impatient, kind):
             head = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type
             s.sendall(head + b"\r\nContent-Length: 100000\r\n\r\n" + start + b"0" * 1000)
             time.sleep(0.05)  # the server is reading the body when the client leaves
-    time.sleep(0.3)
-    totals = scrape(url)
+    deadline = time.monotonic() + 15  # each departure counted once the server notices it
+    while (totals := scrape(url)).get("499", 0) - before < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert totals.get("499", 0) - before == 5 and "500" not in totals, totals
     text = log.read_text()
     assert "Traceback" not in text and "ClientDisconnect" not in text, text[-2000:]

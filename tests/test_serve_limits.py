@@ -234,8 +234,8 @@ def test_a_saturated_server_answers_503_with_retry_after_and_its_probes_stay_qui
         after = httpx.post(url + "/v2/models/digitlab/infer", json=tensor, timeout=10)
     assert still_busy, "the batches ended before the probes: not a test of saturation"
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
-    assert "busy" in busy.json()["error"] and 0.25 < waited < 2
-    assert all(status == 200 and seconds < 0.5 for status, seconds in probes), probes
+    assert "busy" in busy.json()["error"] and 0.25 < waited < 4  # --queue-wait honoured, then refused
+    assert all(status == 200 and seconds < 1.5 for status, seconds in probes), probes  # not behind the batches
     assert [a.status_code for a in answers] == [200, 200] and after.status_code == 200
 
 
