@@ -153,6 +153,18 @@ def test_predict_suggests_number_for_digits_that_touch(mnist, model):
     assert predict_image(model, written(mnist, "5038", True), number=True)["number"] == "5038"
 
 
+def test_predict_names_the_number_it_sees_in_digits_that_touch_no_wider_than_one(mnist, model):
+    """A touching "17" is no wider than a 0: not side by side, not wide; read whole, the line reader
+    is sure of two digits, and the hint says which."""
+    from digitlab.read.predict import predict_image
+
+    image = written(mnist, "17", True)
+    ((groups,),) = segment.find(image, page=False).lines
+    assert len(groups) == 1 and groups[0].box[3] - groups[0].box[1] < 1.5 * (groups[0].box[2] - groups[0].box[0])
+    answer = predict_image(model, image)
+    assert answer["digit"] is None and "it looks like the number 17: read it as a number" in answer["reason"]
+
+
 def test_scattered_specks_are_not_taken_for_a_number(model):
     """Ink scattered over many like marks is declined as noise, with no hint to read a number."""
     from digitlab.read.predict import predict_image

@@ -10,7 +10,7 @@ from digitlab.image import segment
 from digitlab.image.preprocess import BLANK, MAX_MARKS, Inked, ink_of, prepare_ink
 from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
-from digitlab.read.line import ranked
+from digitlab.read.line import LINE_SURE, ranked, read_lines
 from digitlab.read.number import read_numbers
 
 PAGE_NUMBERS = 3  # numbers found that make a declined image look like a page (pages hold 3-8)
@@ -67,6 +67,12 @@ def _several(inked: Inked) -> str:
         return f"; it looks like {count} digits side by side: {how}"
     if any(g.box[3] - g.box[1] >= TOUCHING_ASPECT * (g.box[2] - g.box[0]) for g in groups):
         return f"; if it is a number whose digits touch, {how}"
+    # Touching digits that are no wider than one: read whole, the line reader is sure of several
+    # digits in 91% of the validation family's such numbers, in no non-digit (of 707 declined)
+    # and in one declined single digit (of 429, every synth kind).
+    whole = read_lines([groups])[0] if groups else None
+    if whole is not None and len(whole.text) >= 2 and whole.probability >= LINE_SURE:
+        return f"; read whole it looks like the number {whole.text}: {how}"
     return ""
 
 
