@@ -67,10 +67,15 @@ def test_a_disk_full_after_an_epoch_keeps_that_epoch_and_the_resume_trains_the_r
         if line.startswith("Epoch 2/"):
             break
     proc.send_signal(signal.SIGSTOP)  # held while the disk fills: a short epoch cannot end first
-    # Room for the history's next row, none for the next checkpoint (before the fix: h5py wrote
-    # the backup in place, failed half-way and the process died of a segfault).
-    filler = fill(disk, leave=48 * 1024)
-    proc.send_signal(signal.SIGCONT)
+    try:
+        # Room for the history's next row, none for the next checkpoint (before the fix: h5py
+        # wrote the backup in place, failed half-way and the process died of a segfault).
+        filler = fill(disk, leave=48 * 1024)
+    except BaseException:
+        proc.kill()  # not left stopped, holding the tmpfs
+        raise
+    finally:
+        proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2, stderr[-3000:]
     error = one_error_line(stderr)

@@ -163,6 +163,7 @@ def test_predict_names_the_number_it_sees_in_digits_that_touch_no_wider_than_one
     assert len(groups) == 1 and groups[0].box[3] - groups[0].box[1] < 1.5 * (groups[0].box[2] - groups[0].box[0])
     answer = predict_image(model, image)
     assert answer["digit"] is None and "it looks like the number 17: read it as a number" in answer["reason"]
+    assert predict_image(model, image, number=True)["number"] == "17"  # and the advice works
 
 
 def test_scattered_specks_are_not_taken_for_a_number(model):

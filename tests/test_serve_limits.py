@@ -196,7 +196,9 @@ def test_readiness(server):
 
 def busy_workers(url: str) -> float:
     lines = httpx.get(url + "/metrics", timeout=5).text.splitlines()
-    return next(float(line.split()[1]) for line in lines if line.startswith("digitlab_workers_busy "))
+    found = [float(line.split()[1]) for line in lines if line.startswith("digitlab_workers_busy ")]
+    assert found, "no digitlab_workers_busy in /metrics"
+    return found[0]
 
 
 def test_a_saturated_server_answers_503_with_retry_after_and_its_probes_stay_quick(mnist):
@@ -221,6 +223,7 @@ def test_a_saturated_server_answers_503_with_retry_after_and_its_probes_stay_qui
         deadline = time.monotonic() + 30  # both batches uploaded and at work, however slow the machine
         while busy_workers(url) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert busy_workers(url) == 2, "the two batches never held both workers"
         t0 = time.perf_counter()
         busy = httpx.post(url + "/v2/models/digitlab/infer", json=tensor, timeout=10)
         waited = time.perf_counter() - t0

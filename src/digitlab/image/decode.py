@@ -86,12 +86,12 @@ def _draft(image: Image.Image) -> None:
     stores, not colour made and weighed back into grey: a third faster), and a large one at a
     half, quarter or eighth of its size (its DCT scaling), where _reduce would shrink it anyway
     to about twice the work size: a 12 MP photo decodes in a fraction of the time."""
-    if image.format != "JPEG":
+    if image.format not in ("JPEG", "MPO"):  # MPO: a phone's JPEG with its preview images after it
         return
     factor = max(max(image.size) // (2 * WORK_SIZE), 1)
     mode = "L" if image.mode in ("L", "RGB") else image.mode
-    if factor >= 2 or mode != image.mode:
-        image.draft(mode, (image.width // factor, image.height // factor))
+    if factor >= 2 or mode != image.mode:  # a side never drafted to 0 px (a 1x2048 strip)
+        image.draft(mode, (max(image.width // factor, 1), max(image.height // factor, 1)))
 
 
 def _reduce(image: Image.Image) -> Image.Image:

@@ -104,7 +104,7 @@ def ink_image(grey: np.ndarray, work: int = WORK_SIZE) -> tuple[np.ndarray, bool
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
     # Opened as 16-bit levels, twice as fast as floats: a minimum or maximum of rounded values is
     # the rounded minimum or maximum, so the paper is the float opening's within 1/131070.
-    levels = np.rint(ink * 65535).astype(np.uint16)
+    levels = np.rint(np.clip(ink, 0.0, 1.0) * 65535).astype(np.uint16)  # an array passed in may stray
     opened = cv2.morphologyEx(levels, cv2.MORPH_OPEN, square, borderType=cv2.BORDER_REFLECT)
     paper = cv2.blur(opened.astype(np.float32) * np.float32(1 / 65535), (size, size), borderType=cv2.BORDER_REFLECT)
     return np.clip(ink - paper, 0.0, 1.0), inverted
