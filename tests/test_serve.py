@@ -243,6 +243,7 @@ def test_the_app_and_its_schema_are_built_without_loading_a_model(monkeypatch):
     """The model is loaded and warmed up when the app starts (its lifespan), once."""
     from digitlab.errors import DigitlabError
     from digitlab.io.load import load
+    from digitlab.read import line
     from digitlab.serve import state
 
     loaded = []
@@ -252,8 +253,10 @@ def test_the_app_and_its_schema_are_built_without_loading_a_model(monkeypatch):
     app = create_app()
     assert "/v2/models/{model_name}/infer" in app.openapi()["paths"]
     assert loaded == []
+    line._session.cache_clear()
     with TestClient(app) as c:
         assert loaded == [None] and c.get("/readyz").json()["status"] == "ready"
+        assert line._session.cache_info().currsize == 1  # the line reader made ready too
     with pytest.raises(DigitlabError, match="no model at"), TestClient(missing):
         pass
 

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from digitlab.image import segment
-from digitlab.image.strip import strip
+from digitlab.image.strip import HEIGHT, WIDTH, strip
 from digitlab.io.native import onnx_session, run_onnx
 from digitlab.training.line_reader import decode
 
@@ -112,6 +112,13 @@ def wins(
     if cut["number"] is None:  # declined; and a part it read as nothing stays declined
         return len(text) >= len(cut["digits"]) and probability >= answer
     return probability >= (cut_sure if _split(cut, marks) else sure)
+
+
+def warm_up(path: Path = LINE) -> None:
+    """The line reader's session made and run once on a blank strip: its set-up (~50 ms) paid
+    before the first number, or the first declined digit that may be one, is read."""
+    session = _session(path)
+    run_onnx(session, path, {session.get_inputs()[0].name: np.zeros((1, HEIGHT, WIDTH, 1), np.float32)})
 
 
 def read_lines(numbers: list[list[segment.Group]], path: Path = LINE) -> list[Reading]:

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Request
 
 from digitlab.io.load import load
 from digitlab.io.native import Model
+from digitlab.read import line
 from digitlab.read.predict import read
 from digitlab.serve.limits import BODY_TIMEOUT, QUEUE_WAIT, Pool, Refused
 from digitlab.serve.metrics import Metrics
@@ -38,8 +39,10 @@ class Settings:
 
 def warm_up(model: Model) -> None:
     """Read one blank image: the first call of a session or graph pays for its set-up, and a
-    graph that loops or asks for terabytes fails here, as one error, not on a user's request."""
+    graph that loops or asks for terabytes fails here, as one error, not on a user's request.
+    The line reader (the shipped one, for numbers and declined digits' hints) is warmed too."""
     read(model, np.zeros((1, 28, 28), np.float32))
+    line.warm_up()
 
 
 @contextlib.asynccontextmanager
