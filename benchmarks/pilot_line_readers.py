@@ -13,7 +13,6 @@ figures come from benchmarks/bench_numbers.py.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
@@ -42,12 +41,13 @@ def validation_strips(images: np.ndarray, labels: np.ndarray, n: int, touching: 
 
 
 def main() -> None:
+    from digitlab.environment import cores
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=60_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--shapes", default=",".join(SHAPES))
-    cores = len(os.sched_getaffinity(0))  # the cores this process may use
-    parser.add_argument("--jobs", type=int, default=cores, help="processes that write the numbers")
+    parser.add_argument("--jobs", type=int, default=cores(), help="processes that write the numbers")
     args = parser.parse_args()
 
     import keras

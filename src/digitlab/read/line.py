@@ -114,21 +114,24 @@ def wins(
     return probability >= (cut_sure if _split(cut, marks) else sure)
 
 
+def _logits(strips: np.ndarray, path: Path) -> np.ndarray:
+    """The line reader's (N, STEPS, 11) logits for (N, HEIGHT, WIDTH) strips."""
+    session = _session(path)
+    return run_onnx(session, path, {session.get_inputs()[0].name: strips[..., None]})
+
+
 def warm_up(path: Path = LINE) -> None:
     """The line reader's session made and run once on a blank strip: its set-up (~50 ms) paid
     before the first number, or the first declined digit that may be one, is read."""
-    session = _session(path)
-    run_onnx(session, path, {session.get_inputs()[0].name: np.zeros((1, HEIGHT, WIDTH, 1), np.float32)})
+    _logits(np.zeros((1, HEIGHT, WIDTH), np.float32), path)
 
 
 def read_lines(numbers: list[list[segment.Group]], path: Path = LINE) -> list[Reading]:
     """Each number read whole by the line reader at `path`."""
     if not numbers:
         return []
-    session = _session(path)
-    feeds = {session.get_inputs()[0].name: np.stack([strip(groups) for groups in numbers])[..., None]}
     out = []
-    read = decode(run_onnx(session, path, feeds))
+    read = decode(_logits(np.stack([strip(groups) for groups in numbers]), path))
     for groups, (text, confidence, rows, probability) in zip(numbers, read, strict=True):
         top, first, bottom, last = segment.union([g.box for g in groups])
         # CTC says which digits, not where: a digit is often emitted steps after its ink, once

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from digitlab.environment import cores
 from digitlab.image import segment
 from digitlab.image.strip import HEIGHT, WIDTH, strip
 
@@ -188,8 +188,7 @@ def main() -> None:
     parser.add_argument("--boxed", type=float, default=BOXED)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--data-dir", default=None)
-    cores = len(os.sched_getaffinity(0))  # the cores this process may use, not the machine's
-    parser.add_argument("--jobs", type=int, default=cores, help="processes that write the numbers")
+    parser.add_argument("--jobs", type=int, default=cores(), help="processes that write the numbers")
     args = parser.parse_args()
 
     import keras
