@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,15 @@ def digitlab(*args: str, env: dict | None = None, cwd: Path | None = None, timeo
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def until(condition: Callable[[], bool], seconds: float, every: float = 0.05) -> bool:
+    """Whether `condition` held within `seconds`, asked every `every` s: a wait on what a test
+    needs to have happened, not a fixed sleep that a loaded machine outruns."""
+    deadline = time.monotonic() + seconds
+    while not (held := condition()) and time.monotonic() < deadline:
+        time.sleep(every)
+    return held
 
 
 @contextlib.contextmanager

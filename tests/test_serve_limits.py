@@ -15,7 +15,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from conftest import digitlab
+from conftest import digitlab, until
 from PIL import Image
 
 from digitlab.serve.app import running
@@ -220,10 +220,8 @@ def test_a_saturated_server_answers_503_with_retry_after_and_its_probes_stay_qui
         ]
         for b in batches:
             b.start()
-        deadline = time.monotonic() + 30  # both batches uploaded and at work, however slow the machine
-        while busy_workers(url) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert busy_workers(url) == 2, "the two batches never held both workers"
+        # Both batches uploaded and at work, however slow the machine.
+        assert until(lambda: busy_workers(url) == 2, 30), "the two batches never held both workers"
         t0 = time.perf_counter()
         busy = httpx.post(url + "/v2/models/digitlab/infer", json=tensor, timeout=10)
         waited = time.perf_counter() - t0

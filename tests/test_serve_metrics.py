@@ -4,13 +4,13 @@ parser, in one process and summed over `--workers 2`."""
 from __future__ import annotations
 
 import io
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from conftest import until
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -89,11 +89,8 @@ def test_workers_serve_together_and_their_metrics_are_summed(uploads):
             assert list(pool.map(post, range(40))) == [7] * 40
         scrapes = [scrape(url) for _ in range(6)]
         folder = Path(workers[0].environ()["PROMETHEUS_MULTIPROC_DIR"])
-        deadline = time.monotonic() + 30  # a worker's files are made as it starts, which may be late here
-        while not all(any(f.name.endswith(f"_{w.pid}.db") for f in folder.iterdir()) for w in workers):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        # A worker's files are made as it starts, which may be late here.
+        until(lambda: all(any(f.name.endswith(f"_{w.pid}.db") for f in folder.iterdir()) for w in workers), 30)
         files = [f.name for f in folder.iterdir()]
     assert len(workers) == 2
     assert all(any(name.endswith(f"_{w.pid}.db") for name in files) for w in workers), files
