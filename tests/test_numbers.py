@@ -395,6 +395,51 @@ def test_the_line_reader_trains_and_exports_as_keras_reads(mnist, tmp_path):
     np.testing.assert_allclose(got, reader.predict(strips[..., None], verbose=0), atol=1e-4)
 
 
+def test_line_readers_joined_run_as_one_graph_that_stacks_their_logits(mnist, tmp_path):
+    # The shipped reader is two readers written as one graph (`--join`): one run gives each
+    # reader's logits for the one strip, as each alone gives them.
+    import keras
+    import onnxruntime as ort
+
+    from digitlab.training.line_reader import _export, build, examples, join
+
+    strips, _ = examples(mnist.x_train[:200].reshape(-1, 28, 28), mnist.y_train[:200], 6)
+    paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
+    for seed, path in enumerate(paths):  # untrained, from seeds of their own: readers that differ
+        keras.utils.set_random_seed(seed)
+        _export(build(), path)
+    join(paths, tmp_path / "joined.onnx")
+
+    def logits(path):
+        session = ort.InferenceSession(path)
+        return session.run(None, {session.get_inputs()[0].name: strips[..., None]})[0]
+
+    alone, joined = [logits(path) for path in paths], logits(tmp_path / "joined.onnx")
+    assert joined.shape == (2, *alone[0].shape) and not np.allclose(alone[0], alone[1])
+    np.testing.assert_allclose(joined, np.stack(alone), atol=1e-5)
+
+
+def test_readers_read_together_take_the_reading_they_give_the_most_probability():
+    from digitlab.training.line_reader import decode
+
+    def reader(path: list[int], sure: float) -> np.ndarray:  # one strip's logits: `path` at `sure`
+        p = np.full((len(path), 11), (1 - sure) / 10)
+        p[np.arange(len(path)), path] = sure
+        return np.log(p)[None]
+
+    unsure = reader([2, 0, 3, 0, 0, 0], 0.5)  # reads "12", barely
+    sure = reader([2, 0, 0, 0, 0, 0], 0.99)  # reads "1", surely
+    (alone,) = decode(sure)
+    assert decode(sure[None])[0][0] == alone[0] == "1"  # one reader, stacked or not: the same
+    assert decode(sure[None])[0][3] == pytest.approx(alone[3])
+    (together,) = decode(np.stack([unsure, sure]))
+    assert together[0] == "1"  # "12" is all but impossible to the sure reader
+    assert together[3] < alone[3]  # the unsure reader doubts it: so does the pair
+    np.testing.assert_allclose(together[1], alone[1])  # the digit's probability from the reader that read it
+    (agreed,) = decode(np.stack([sure, sure]))
+    assert agreed[0] == "1" and agreed[3] == pytest.approx(alone[3])
+
+
 def test_the_line_reader_learns_non_digits_as_nothing(mnist):
     from digitlab.training.line_reader import MAX_DIGITS, examples
 
@@ -411,8 +456,9 @@ def test_training_numbers_made_on_several_processes_are_the_chunks_made_alone(mn
 
     images, labels = mnist.x_train[:300].reshape(-1, 28, 28), mnist.y_train[:300]
     monkeypatch.setattr(line_reader, "CHUNK", 3)
-    strips, targets = line_reader.examples_in_parallel(images, labels, 7, jobs=2, not_numbers=0.5)
-    seeds = [line_reader.SEED + k * line_reader.CHUNK_SEEDS for k in range(3)]
+    second = line_reader.SECOND  # a second reader's numbers: chunks from its seed
+    strips, targets = line_reader.examples_in_parallel(images, labels, 7, jobs=2, not_numbers=0.5, seed=second)
+    seeds = [second + k * line_reader.CHUNK_SEEDS for k in range(3)]
     alone = [line_reader.examples(images, labels, n, seed, 0.5) for n, seed in zip((3, 3, 1), seeds, strict=True)]
     assert strips.dtype == np.float16
     np.testing.assert_allclose(strips, np.concatenate([x for x, _ in alone]), atol=2**-11)

@@ -45,16 +45,19 @@ def test_otsu_splits_two_populations():
     assert abs(cut - (paper.max() + ink.min()) / 2) < 0.05  # mid-gap, away from both classes
 
 
-def test_histogram_bins_as_floor_of_value_times_bins():
-    """The 16-bit binning counts exactly as numpy's floor(value * bins) with 1.0 in the last bin;
-    values out of [0, 1] or NaN take the general path, which leaves them out."""
+@pytest.mark.parametrize("bins", [64, 256, 1024])
+def test_histogram_bins_as_floor_of_value_times_bins(bins):
+    """The integer binning (as bytes up to 256 bins, 16-bit beyond) counts exactly as numpy's
+    floor(value * bins) with 1.0 in the last bin; values out of [0, 1] or NaN take the general
+    path, which leaves them out."""
     rng = np.random.default_rng(1)
-    edges = np.arange(257, dtype=np.float32) / 256  # every bin's exact edges, 0 and 1 among them
+    edges = np.arange(bins + 1, dtype=np.float32) / bins  # every bin's exact edges, 0 and 1 among them
     values = np.concatenate([rng.random(10_000, np.float32), edges, np.nextafter(edges, np.float32(0))])
-    expected = np.bincount(np.minimum(np.floor(values.astype(np.float64) * 256).astype(int), 255), minlength=256)
-    assert np.array_equal(_histogram(values.reshape(2, -1), 256), expected)
+    floor = np.floor(values.astype(np.float64) * bins).astype(int)
+    expected = np.bincount(np.minimum(floor, bins - 1), minlength=bins)
+    assert np.array_equal(_histogram(values.reshape(2, -1), bins), expected)
     wild = np.concatenate([values, np.float32([-0.5, 1.5, np.nan])])
-    assert np.array_equal(_histogram(wild, 256), expected)
+    assert np.array_equal(_histogram(wild, bins), expected)
 
 
 def test_percentile_is_numpys_to_the_bit():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import difflib
 import json
 import shlex
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -41,6 +40,8 @@ def install_hint(extra: str) -> str:
     root = Path(__file__).resolve().parents[2]
     if _is_digitlab_source(root):
         return f"pip install -e {_folder(root, extra)}"
+    from importlib import metadata  # here: every process imports this module, few ask this
+
     try:
         origin = json.loads(metadata.distribution("digitlab").read_text("direct_url.json") or "{}")
     except (metadata.PackageNotFoundError, ValueError):

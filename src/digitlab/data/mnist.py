@@ -7,9 +7,7 @@ and splitting the files needs numpy alone: `digitlab data` works in the base ins
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
-import urllib.request
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -150,6 +148,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 def download(dest: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30) -> dict[str, Path]:
     """Fetch the four .gz files into `dest`, each verified before it is renamed into place.
     A folder made here and left empty by a failure is removed again."""
+    import http.client  # here, not at the top: every reading process imports this module's package
+
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     made = not dest.exists()
@@ -179,6 +179,8 @@ def download(dest: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30
 
 
 def _fetch(url: str, tmp: Path, sha: str, timeout: float, progress) -> None:
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"User-Agent": "digitlab"})
     with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as f:
         size = int(response.headers.get("Content-Length") or 0) or None

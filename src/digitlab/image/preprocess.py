@@ -79,6 +79,10 @@ def _histogram(values: np.ndarray, bins: int) -> np.ndarray:
         # With bins a power of two, value * bins is exact and truncation its floor, the bin: binned
         # as 16-bit integers, 2.5x faster than OpenCV's float histogram, and 1.0 past the end.
         binned = (values * bins).astype(np.uint16).reshape(-1, 1)
+        if bins <= 256:  # 1.0 put in the last bin, then counted as bytes: OpenCV's fast path, 2x faster again
+            np.minimum(binned, bins - 1, out=binned)
+            counts = cv2.calcHist([binned.astype(np.uint8)], [0], None, [bins], [0, bins])
+            return counts.ravel().astype(np.int64)
         counts = cv2.calcHist([binned], [0], None, [bins + 1], [0, bins + 1]).ravel().astype(np.int64)
         counts[-2] += counts[-1]
         return counts[:-1]

@@ -1,5 +1,6 @@
-"""A second reading of each number, whole, by the line reader (assets/line.onnx, trained with CTC
-by training/line_reader.py), and when it wins over the reading by cuts (read/number.py).
+"""A second reading of each number, whole, by the line reader (assets/line.onnx: two readers
+trained with CTC by training/line_reader.py from seeds of their own, read together), and when it
+wins over the reading by cuts (read/number.py).
 
 The reading by cuts is the classifier's, calibrated, and most numbers end there: each digit a
 mark of its own, every one at least DOUBT. The line reader has seen deep overlaps that no cut
@@ -33,7 +34,7 @@ LINE = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
 DOUBT = 0.99
 CUT_SURE = 0.0  # any reading it gives: where a mark was split, it reads touching digits better than cuts
 LINE_SURE = 0.8
-ANSWER = 0.65
+ANSWER = 0.5
 
 
 class Reading(NamedTuple):
@@ -115,7 +116,8 @@ def wins(
 
 
 def _logits(strips: np.ndarray, path: Path) -> np.ndarray:
-    """The line reader's (N, STEPS, 11) logits for (N, HEIGHT, WIDTH) strips."""
+    """The line reader's logits for (N, HEIGHT, WIDTH) strips: (READERS, N, STEPS, 11) for
+    readers joined in one file (training/line_reader.join), (N, STEPS, 11) for one alone."""
     session = _session(path)
     return run_onnx(session, path, {session.get_inputs()[0].name: strips[..., None]})
 

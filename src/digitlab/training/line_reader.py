@@ -8,9 +8,14 @@ ends from the digits themselves. It learns from numbers the training family of d
 writes with MNIST's training digits, each prepared as reading prepares it (image/segment.py,
 image/strip.py), and from non-digits (letters, shapes, scribbles, textures from the training
 sources of data/negatives.py) whose reading is empty: it learns to read nothing where there is no
-digit, so that it may answer where the cuts decline. Train and ship it with:
+digit, so that it may answer where the cuts decline.
 
-    python -m digitlab.training.line_reader [--lines 400000] [--out src/digitlab/assets/line.onnx]
+Two readers, trained alike from seeds of their own, are shipped as one file and read together
+(decode()): where they disagree, the reading both find most probable is taken. Train and ship:
+
+    python -m digitlab.training.line_reader --out line-0.onnx
+    python -m digitlab.training.line_reader --seed 500 --out line-500.onnx
+    python -m digitlab.training.line_reader --join line-0.onnx line-500.onnx --out src/digitlab/assets/line.onnx
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from digitlab.environment import cores
 from digitlab.image import segment
 from digitlab.image.strip import HEIGHT, WIDTH, strip
 
-OUT = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
+OUT = Path("line.onnx")  # one reader; the shipped file is two joined
 LINES = 400_000  # numbers written, 1-5 digits each, half of them touching (more than 80,000 read better)
 NOT_NUMBERS = 0.2  # and this many non-digits per number, read as nothing
 # A share of the numbers with each digit in MNIST's 20-px box (a wide digit shorter, not wider),
@@ -45,9 +50,11 @@ CONTEXT = 128  # channels of the 1-D convs along the steps
 EPOCHS = 2  # few: new numbers teach more than the same ones again (it learnt its numbers by heart)
 BATCH = 64
 LR = 2e-3  # Adam, cosine-annealed to 0 over the epochs
-SEED = 0
-CHUNK = 10_000  # numbers a worker writes at once; chunk k draws from seed SEED + k * CHUNK_SEEDS
-CHUNK_SEEDS = 1_000  # far from SEED + 1, the validation numbers' seed
+SEED = 0  # a second reader of the ensemble (--seed SECOND) learns from numbers and non-digits of its own
+SECOND = 500
+CHUNK = 10_000  # numbers a worker writes at once; chunk k draws from seed seed + k * CHUNK_SEEDS
+CHUNK_SEEDS = 1_000  # far from VALIDATION and from SECOND's chunks
+VALIDATION = 1  # the seed of the numbers written from MNIST's validation digits to follow training
 
 
 def examples(
@@ -80,7 +87,13 @@ def strip_of(source: bytes | np.ndarray) -> np.ndarray | None:
 
 
 def examples_in_parallel(
-    images: np.ndarray, labels: np.ndarray, n: int, jobs: int, not_numbers: float = 0.0, boxed: float = 0.0
+    images: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    jobs: int,
+    not_numbers: float = 0.0,
+    boxed: float = 0.0,
+    seed: int = SEED,
 ) -> tuple[np.ndarray, np.ndarray]:
     """examples() of `n` numbers made in chunks on `jobs` processes (writing a number and cutting
     its strip is Python, one core each): chunk k of CHUNK numbers from its own seed. The strips
@@ -90,7 +103,7 @@ def examples_in_parallel(
     from multiprocessing import get_context
 
     sizes = [min(CHUNK, n - start) for start in range(0, n, CHUNK)]
-    seeds = [SEED + k * CHUNK_SEEDS for k in range(len(sizes))]
+    seeds = [seed + k * CHUNK_SEEDS for k in range(len(sizes))]
     write = partial(_half_examples, not_numbers=not_numbers, boxed=boxed)
     # spawn, not fork: the parent may already hold TensorFlow's threads. The digits go to each
     # worker once, as it starts, not pickled again with every chunk (157 MB a chunk).
@@ -138,46 +151,63 @@ def build(blocks: tuple = BLOCKS, convs: int = CONVS, context: int = CONTEXT):
 def decode(logits: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """Greedy CTC decoding of (N, STEPS, 11) logits: for each, the digits read, each digit's
     probability (at the step where it was read), the ten digits' probabilities there (blank
-    left out, renormalised) and the reading's probability (probability())."""
+    left out, renormalised) and the reading's probability (probability()).
+
+    Several readers' (READERS, N, STEPS, 11) logits are read together: each reader's greedy
+    reading is a candidate, and the one they give the most probability together (multiplied) is
+    read, its probability their geometric mean, its digits' as the readers that read it alone
+    say (their mean). Their steps' probabilities are not averaged: each reader says a digit at
+    one step, not always the same one, and the average there is mostly blank."""
+    logits = logits[None] if logits.ndim == 3 else logits
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
-    best = p.argmax(-1)
+    alone = [_greedy(reader) for reader in p]
     out = []
-    for k, path in enumerate(best):
-        keep = np.array([t for t in range(len(path)) if path[t] != 0 and (t == 0 or path[t] != path[t - 1])], int)
-        digits = p[k, keep, 1:]
-        text = "".join(str(path[t] - 1) for t in keep)
-        out.append(
-            (
-                text,
-                p[k, keep, path[keep]].astype(np.float32),
-                digits / np.maximum(digits.sum(-1, keepdims=True), 1e-12),
-                probability(p[k], text),
-            )
-        )
+    for k in range(p.shape[1]):
+        candidates = sorted({read[k][0] for read in alone})
+        logs = [np.log(np.maximum(probability(p[:, k], text), 1e-300)) for text in candidates]
+        best = int(np.argmax([row.sum() for row in logs]))
+        text, took = candidates[best], [read[k] for read in alone if read[k][0] == candidates[best]]
+        confidence = np.mean([t[1] for t in took], 0).astype(np.float32)
+        out.append((text, confidence, np.mean([t[2] for t in took], 0), float(np.exp(np.mean(logs[best])))))
     return out
 
 
-def probability(p: np.ndarray, text: str) -> float:
-    """The probability the reader gives `text` from one strip's (STEPS, 11) step probabilities:
+def _greedy(p: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """One reader's greedy readings of (N, STEPS, 11) step probabilities: the digits, each
+    digit's probability at its step and the ten digits' probabilities there (decode())."""
+    out = []
+    for k, path in enumerate(p.argmax(-1)):
+        keep = np.array([t for t in range(len(path)) if path[t] != 0 and (t == 0 or path[t] != path[t - 1])], int)
+        digits = p[k, keep, 1:]
+        text = "".join(str(path[t] - 1) for t in keep)
+        rows = digits / np.maximum(digits.sum(-1, keepdims=True), 1e-12)
+        out.append((text, p[k, keep, path[keep]].astype(np.float32), rows))
+    return out
+
+
+def probability(p: np.ndarray, text: str) -> float | np.ndarray:
+    """The probability a reader gives `text` from one strip's (STEPS, 11) step probabilities:
     CTC's sum over every path of steps that spells it (the forward algorithm, in logs). Unlike
     the least of its digits' step probabilities, it falls where two readings share the steps,
-    so it says how sure the reader is of the whole number."""
+    so it says how sure the reader is of the whole number. Several readers' (READERS, STEPS, 11)
+    give each one's, in one pass."""
     logp = np.log(np.maximum(p, 1e-30))
     if not text:
-        return float(np.exp(logp[:, 0].sum()))
+        return np.exp(logp[..., 0].sum(-1))
     labels = np.array([int(c) + 1 for c in text])
     states = np.zeros(2 * len(labels) + 1, int)  # blank, digit, blank, digit, ..., blank
     states[1::2] = labels
     skip = np.zeros(len(states), bool)  # a digit reached from the one before, past no blank: not a repeat
     skip[3::2] = labels[1:] != labels[:-1]
-    alpha = np.full(len(states), -np.inf)
-    alpha[:2] = logp[0, states[:2]]
-    for t in range(1, len(logp)):
-        stay, step = alpha, np.concatenate([[-np.inf], alpha[:-1]])
-        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
-        alpha = np.logaddexp(np.logaddexp(stay, step), jump) + logp[t, states]
-    return float(np.exp(np.logaddexp(alpha[-1], alpha[-2])))
+    emit = logp[..., states]  # (..., STEPS, states)
+    none = np.full((*emit.shape[:-2], 2), -np.inf)
+    alpha = np.concatenate([emit[..., 0, :2], np.full((*emit.shape[:-2], len(states) - 2), -np.inf)], -1)
+    for t in range(1, emit.shape[-2]):
+        step = np.concatenate([none[..., :1], alpha[..., :-1]], -1)
+        jump = np.where(skip, np.concatenate([none, alpha[..., :-2]], -1), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(alpha, step), jump) + emit[..., t, :]
+    return np.exp(np.logaddexp(alpha[..., -1], alpha[..., -2]))
 
 
 def main() -> None:
@@ -186,22 +216,28 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--not-numbers", type=float, default=NOT_NUMBERS)
     parser.add_argument("--boxed", type=float, default=BOXED)
+    parser.add_argument("--seed", type=int, default=SEED, help=f"{SEED} for the first reader, {SECOND} the second")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--jobs", type=int, default=cores(), help="processes that write the numbers")
+    parser.add_argument("--join", type=Path, nargs="+", help="readers trained before: write them as one to --out")
     args = parser.parse_args()
+    if args.join:
+        join(args.join, args.out)
+        print(f"wrote {args.out}")
+        return
 
     import keras
 
     from digitlab.data.mnist import load_mnist
     from digitlab.training.loop import batches
 
-    keras.utils.set_random_seed(SEED)
+    keras.utils.set_random_seed(args.seed)
     data = load_mnist(args.data_dir)
     x, y = examples_in_parallel(
-        data.x_train.reshape(-1, 28, 28), data.y_train, args.lines, args.jobs, args.not_numbers, args.boxed
+        data.x_train.reshape(-1, 28, 28), data.y_train, args.lines, args.jobs, args.not_numbers, args.boxed, args.seed
     )
-    vx, vy = examples(data.x_val.reshape(-1, 28, 28), data.y_val, 1000, seed=SEED + 1)
+    vx, vy = examples(data.x_val.reshape(-1, 28, 28), data.y_val, 1000, seed=VALIDATION)
     print(f"{len(x):,} numbers; validation {len(vx):,}")
     model = build()
     steps = args.epochs * int(np.ceil(len(x) / BATCH))
@@ -210,13 +246,39 @@ def main() -> None:
     )
     # Batches gathered from the float16 array itself: given the array, fit() makes float32
     # tensors of it, three times its size (hundreds of thousands of strips ran out of memory).
-    train = batches(x[..., None], y, BATCH, SEED, model.optimizer.iterations)
+    train = batches(x[..., None], y, BATCH, args.seed, model.optimizer.iterations)
     model.fit(train, epochs=args.epochs, validation_data=(vx[..., None], vy), shuffle=False, verbose=2)
     read = decode(model.predict(vx[..., None], verbose=0))
     truth = ["".join(str(d - 1) for d in row if d) for row in vy]
     print(f"validation numbers read exactly: {np.mean([r[0] == t for r, t in zip(read, truth, strict=True)]):.2%}")
     _export(model, args.out)
     print(f"wrote {args.out}")
+
+
+def join(readers: list[Path], out: Path) -> None:
+    """One ONNX file of several line readers: each reads the strip, and its logits are stacked,
+    (readers, N, STEPS, 11), for decode() to read them together. One file, one session, one run."""
+    import onnx
+    from onnx import TensorProto, compose, helper
+
+    from digitlab.files import write_atomic
+
+    nodes, weights, stacked = [], [], []
+    for k, path in enumerate(readers):
+        graph = compose.add_prefix(onnx.load(path), f"reader{k}/").graph
+        for node in graph.node:  # every reader reads the one strip
+            node.input[:] = ["strip" if name == graph.input[0].name else name for name in node.input]
+        nodes += [*graph.node, helper.make_node("Unsqueeze", [graph.output[0].name, "first"], [f"logits{k}"])]
+        weights += graph.initializer
+        stacked.append(f"logits{k}")
+    first = helper.make_tensor("first", TensorProto.INT64, [1], [0])
+    nodes.append(helper.make_node("Concat", stacked, ["logits"], axis=0))
+    model = onnx.load(readers[0])
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [len(readers), None, None, 11])]
+    graph = helper.make_graph(nodes, "line_readers", [model.graph.input[0]], outputs, [*weights, first])
+    joined = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    onnx.checker.check_model(joined)
+    write_atomic(out, lambda tmp: onnx.save(joined, tmp))
 
 
 def _export(model, out: Path) -> None:

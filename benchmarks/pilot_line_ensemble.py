@@ -1,0 +1,66 @@
+"""Two line readers read together, against each alone, on validation:
+
+    python benchmarks/pilot_line_ensemble.py A.onnx B.onnx [--n 600]
+
+Each reader (training/line_reader.py, trained from seeds of their own) reads, alone and with no
+cuts, n numbers of data/lines.py's validation family with ordinary gaps and n whose neighbours
+touch, as reading prepares them (pilot_line_readers.validation_strips). Then the two together:
+  steps     the mean of their probabilities at each step, decoded greedily
+  together  each reader's greedy reading a candidate, the one they give the most probability
+            (multiplied) read: training/line_reader.decode of both, one graph (join())
+Printed: numbers read exactly of each kind, and each way's time per strip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import DATA_DIR, describe_machine
+from pilot_line_readers import validation_strips
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("readers", type=Path, nargs=2)
+    parser.add_argument("--n", type=int, default=600)
+    args = parser.parse_args()
+
+    from digitlab.data.mnist import load_mnist
+    from digitlab.read.line import _logits
+    from digitlab.training.line_reader import decode, join
+
+    data = load_mnist(DATA_DIR)
+    images = data.x_val.reshape(-1, 28, 28)
+    judged = {kind: validation_strips(images, data.y_val, args.n, kind == "touching") for kind in ("gaps", "touching")}
+    print(f"machine: {describe_machine()}\nreaders: {', '.join(map(str, args.readers))}; validation family\n")
+    joined = Path(tempfile.mkdtemp()) / "joined.onnx"
+    join(args.readers, joined)
+
+    def steps(logits: np.ndarray) -> np.ndarray:  # the log of the readers' mean step probabilities
+        p = np.exp(logits - logits.max(-1, keepdims=True))
+        return np.log(np.maximum((p / p.sum(-1, keepdims=True)).mean(0), 1e-30))
+
+    ways = {
+        "A": lambda strips: decode(_logits(strips, args.readers[0])),
+        "B": lambda strips: decode(_logits(strips, args.readers[1])),
+        "steps": lambda strips: decode(steps(_logits(strips, joined))),
+        "together": lambda strips: decode(_logits(strips, joined)),
+    }
+    print("| way | gaps exact | touching exact | ms a strip |\n|---|---|---|---|")
+    for way, read in ways.items():
+        exact, took = [], 0.0
+        for strips, texts in judged.values():
+            t0 = time.perf_counter()
+            got = [r[0] for r in read(strips[..., 0])]
+            took += time.perf_counter() - t0
+            exact.append(np.mean([g == t for g, t in zip(got, texts, strict=True)]))
+        ms = 1000 * took / sum(len(t) for _, t in judged.values())
+        print(f"| {way} | {exact[0]:.1%} | {exact[1]:.1%} | {ms:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
