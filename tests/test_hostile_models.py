@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from digitlab.errors import DigitlabError
-from digitlab.io import native
+from digitlab.io import native, runtime
 from digitlab.training.config import TrainConfig
 from digitlab.training.runs import Run
 
@@ -132,7 +132,7 @@ def test_an_onnx_graph_that_loops_for_ever_is_stopped_at_its_deadline(digit, tmp
     onnx.save(endless(), str(path))
     t0 = time.monotonic()
     result = digitlab("predict", str(digit), "--model", str(path), timeout=120)
-    deadline = native.RUN_DEADLINE_S + native.RUN_DEADLINE_PER_IMAGE_S  # one image
+    deadline = runtime.RUN_DEADLINE_S + runtime.RUN_DEADLINE_PER_IMAGE_S  # one image
     one_line(result, f"error: {path} did not read 1 image(s) within {deadline:.1f} s", "stopped")
     assert time.monotonic() - t0 < deadline + 30  # the deadline, and starting Python; not a hang
 
@@ -142,7 +142,7 @@ def test_evaluate_stops_an_endless_graph_too_and_records_the_run_failed(tmp_path
     onnx.save(endless(), str(path))
     from digitlab.evaluation.evaluate import evaluate_file
 
-    monkeypatch.setattr(native, "RUN_DEADLINE_PER_IMAGE_S", 0.0)  # a chunk's deadline as one image's: quicker
+    monkeypatch.setattr(runtime, "RUN_DEADLINE_PER_IMAGE_S", 0.0)  # a chunk's deadline as one image's: quicker
     with pytest.raises(DigitlabError, match="did not read 64 image"):
         evaluate_file(path, out=tmp_path / "evaluated", data_dir=data_dir)
     assert Run.open(tmp_path / "evaluated").record.status == "failed"

@@ -101,13 +101,11 @@ class RawMNIST:
 def read_mnist(source: dict[str, Path] | Path) -> RawMNIST:
     """Parse and validate a located MNIST; every error names the offending file."""
     if isinstance(source, Path):
-        arrays = _read_npz(source)
+        arrays, where = _read_npz(source), str(source)
         names = {key: f"{source}[{key}]" for key in FILES}
-        where = str(source)
     else:
         arrays = {key: parse_idx(read_bytes(path), str(path)) for key, path in source.items()}
-        names = {key: str(path) for key, path in source.items()}
-        where = str(source["train_images"].parent)
+        names, where = {key: str(path) for key, path in source.items()}, str(source["train_images"].parent)
     # Structure first, so the error is the most specific one; the checksum last.
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
@@ -148,7 +146,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 def download(dest: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30) -> dict[str, Path]:
     """Fetch the four .gz files into `dest`, each verified before it is renamed into place.
     A folder made here and left empty by a failure is removed again."""
-    import http.client  # here, not at the top: every reading process imports this module's package
+    import http.client
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
@@ -179,7 +177,7 @@ def download(dest: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30
 
 
 def _fetch(url: str, tmp: Path, sha: str, timeout: float, progress) -> None:
-    import urllib.request
+    import urllib.request  # here: every reading process imports this module's package
 
     request = urllib.request.Request(url, headers={"User-Agent": "digitlab"})
     with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as f:

@@ -36,7 +36,8 @@ from pathlib import Path
 from digitlab.errors import DigitlabError
 from digitlab.files import UnreadableJSON, parse_json
 from digitlab.io import adapt, calibration, native
-from digitlab.io.native import ONNX_TYPES, AdaptedOnnxModel, KerasModel, check_output, keras_config, onnx_session
+from digitlab.io.native import ONNX_TYPES, AdaptedOnnxModel, KerasModel, check_output, keras_config
+from digitlab.io.runtime import onnx_session
 from digitlab.training.runs import read_object
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from digitlab.image import segment
 from digitlab.image.strip import HEIGHT, WIDTH, strip
-from digitlab.io.native import onnx_session, run_onnx
+from digitlab.io.runtime import onnx_session, run_onnx
 from digitlab.training.line_reader import decode
 
 LINE = Path(__file__).resolve().parents[1] / "assets" / "line.onnx"
