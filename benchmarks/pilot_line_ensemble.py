@@ -31,35 +31,40 @@ def main() -> None:
 
     from digitlab.data.mnist import load_mnist
     from digitlab.read.line import _logits
-    from digitlab.training.line_reader import decode, join
+    from digitlab.training.line_reader import decode, join, step_probabilities
 
     data = load_mnist(DATA_DIR)
     images = data.x_val.reshape(-1, 28, 28)
     judged = {kind: validation_strips(images, data.y_val, args.n, kind == "touching") for kind in ("gaps", "touching")}
     print(f"machine: {describe_machine()}\nreaders: {', '.join(map(str, args.readers))}; validation family\n")
-    joined = Path(tempfile.mkdtemp()) / "joined.onnx"
-    join(args.readers, joined)
+    with tempfile.TemporaryDirectory() as folder:
+        joined = Path(folder) / "joined.onnx"
+        join(args.readers, joined)
 
-    def steps(logits: np.ndarray) -> np.ndarray:  # the log of the readers' mean step probabilities
-        p = np.exp(logits - logits.max(-1, keepdims=True))
-        return np.log(np.maximum((p / p.sum(-1, keepdims=True)).mean(0), 1e-30))
+        def steps(logits: np.ndarray) -> np.ndarray:  # the log of the readers' mean step probabilities
+            return np.log(np.maximum(step_probabilities(logits).mean(0), 1e-30))
 
-    ways = {
-        "A": lambda strips: decode(_logits(strips, args.readers[0])),
-        "B": lambda strips: decode(_logits(strips, args.readers[1])),
-        "steps": lambda strips: decode(steps(_logits(strips, joined))),
-        "together": lambda strips: decode(_logits(strips, joined)),
-    }
-    print("| way | gaps exact | touching exact | ms a strip |\n|---|---|---|---|")
-    for way, read in ways.items():
-        exact, took = [], 0.0
-        for strips, texts in judged.values():
-            t0 = time.perf_counter()
-            got = [r[0] for r in read(strips[..., 0])]
-            took += time.perf_counter() - t0
-            exact.append(np.mean([g == t for g, t in zip(got, texts, strict=True)]))
-        ms = 1000 * took / sum(len(t) for _, t in judged.values())
-        print(f"| {way} | {exact[0]:.1%} | {exact[1]:.1%} | {ms:.2f} |")
+        ways = {
+            "A": lambda strips: decode(_logits(strips, args.readers[0])),
+            "B": lambda strips: decode(_logits(strips, args.readers[1])),
+            "steps": lambda strips: decode(steps(_logits(strips, joined))),
+            "together": lambda strips: decode(_logits(strips, joined)),
+        }
+        print("| way | gaps exact | touching exact | ms a strip |\n|---|---|---|---|")
+        for way, read in ways.items():
+            print(f"| {way} | " + " | ".join(exact_and_time(read, judged)) + " |")
+
+
+def exact_and_time(read, judged: dict) -> list[str]:
+    """Numbers read exactly of each kind by `read` (strips -> readings), and its ms per strip."""
+    exact, took = [], 0.0
+    for strips, texts in judged.values():
+        t0 = time.perf_counter()
+        got = [r[0] for r in read(strips[..., 0])]
+        took += time.perf_counter() - t0
+        exact.append(np.mean([g == t for g, t in zip(got, texts, strict=True)]))
+    ms = 1000 * took / sum(len(t) for _, t in judged.values())
+    return [*(f"{e:.1%}" for e in exact), f"{ms:.2f}"]
 
 
 if __name__ == "__main__":

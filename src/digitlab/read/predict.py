@@ -68,9 +68,9 @@ def _several(inked: Inked) -> str:
         return f"; it looks like {count} digits side by side: {how}"
     if any(g.box[3] - g.box[1] >= TOUCHING_ASPECT * (g.box[2] - g.box[0]) for g in groups):
         return f"; if it is a number whose digits touch, {how}"
-    # Touching digits that are no wider than one: read whole, the line reader is sure of several
-    # digits in 91% of the validation family's such numbers, in no non-digit (of 707 declined)
-    # and in one declined single digit (of 429, every synth kind).
+    # Touching digits no wider than one digit show no other sign: read whole, the line reader is
+    # sure (its rule's bar) of several digits in most such numbers and in almost no declined single
+    # digit or non-digit (figures: SERVING.md).
     if not groups:
         return ""
     try:

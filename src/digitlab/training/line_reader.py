@@ -158,9 +158,7 @@ def decode(logits: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, float]
     read, its probability their geometric mean, its digits' as the readers that read it alone
     say (their mean). Their steps' probabilities are not averaged: each reader says a digit at
     one step, not always the same one, and the average there is mostly blank."""
-    logits = logits[None] if logits.ndim == 3 else logits
-    p = np.exp(logits - logits.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
+    p = step_probabilities(logits[None] if logits.ndim == 3 else logits)
     alone = [_greedy(reader) for reader in p]
     out = []
     for k in range(p.shape[1]):
@@ -171,6 +169,13 @@ def decode(logits: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, float]
         confidence = np.mean([t[1] for t in took], 0).astype(np.float32)
         out.append((text, confidence, np.mean([t[2] for t in took], 0), float(np.exp(np.mean(logs[best])))))
     return out
+
+
+def step_probabilities(logits: np.ndarray) -> np.ndarray:
+    """Each step's probabilities of blank and the ten digits, from the reader's logits (a softmax
+    over the last axis)."""
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
 
 
 def _greedy(p: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -263,20 +268,21 @@ def join(readers: list[Path], out: Path) -> None:
 
     from digitlab.files import write_atomic
 
+    models = [onnx.load(path) for path in readers]
+    strip_input = models[0].graph.input[0]  # every reader reads the one strip
     nodes, weights, stacked = [], [], []
-    for k, path in enumerate(readers):
-        graph = compose.add_prefix(onnx.load(path), f"reader{k}/").graph
-        for node in graph.node:  # every reader reads the one strip
-            node.input[:] = ["strip" if name == graph.input[0].name else name for name in node.input]
+    for k, model in enumerate(models):
+        graph = compose.add_prefix(model, f"reader{k}/").graph
+        for node in graph.node:
+            node.input[:] = [strip_input.name if name == graph.input[0].name else name for name in node.input]
         nodes += [*graph.node, helper.make_node("Unsqueeze", [graph.output[0].name, "first"], [f"logits{k}"])]
         weights += graph.initializer
         stacked.append(f"logits{k}")
     first = helper.make_tensor("first", TensorProto.INT64, [1], [0])
     nodes.append(helper.make_node("Concat", stacked, ["logits"], axis=0))
-    model = onnx.load(readers[0])
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [len(readers), None, None, 11])]
-    graph = helper.make_graph(nodes, "line_readers", [model.graph.input[0]], outputs, [*weights, first])
-    joined = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    graph = helper.make_graph(nodes, "line_readers", [strip_input], outputs, [*weights, first])
+    joined = helper.make_model(graph, opset_imports=models[0].opset_import, ir_version=models[0].ir_version)
     onnx.checker.check_model(joined)
     write_atomic(out, lambda tmp: onnx.save(joined, tmp))
 
