@@ -264,7 +264,7 @@ def test_boxed_digits_keep_their_longer_side_at_the_height_and_leave_the_rest_as
     (tall_b, wide_b), (tall_p, wide_p) = ink(boxed), ink(plain)
     assert tall_b < tall_p and wide_b < wide_p and max(tall_b, wide_b) <= 1.05 * 60 * 1.3  # slant widens
     x = mnist.x_train.reshape(-1, 28, 28)
-    files = [[f for f, *_ in lines.training(x, mnist.y_train, 6, 5, *share)] for share in ((), (0.0,), (0.5,))]
+    files = [[f for f, *_ in lines.training(x, mnist.y_train, 6, 3, *share)] for share in ((), (0.0,), (0.5,))]
     assert files[0] == files[1] != files[2]  # none boxed: the very files written before the option
 
 
@@ -330,17 +330,17 @@ def test_the_line_reader_reads_what_no_cut_separates(mnist, model, monkeypatch):
 
 
 def test_the_line_reader_answers_where_the_cuts_decline(mnist, model, monkeypatch):
-    # "634" with its digits touching (validation settings, test digits): the cuts find three
+    # "5071" with its digits touching (validation settings, test digits): the cuts find three
     # parts and take the second for no digit; the line reader, which learnt to read non-digits
     # as nothing, reads the number whole.
     from digitlab.read import line
 
-    files, texts = lines.numbers(mnist.x_test.reshape(-1, 28, 28), mnist.y_test, 34, "validation", True)
-    assert texts[33] == "634"
-    answer = predict_image(model, files[33], number=True)
-    assert answer["number"] == "634" and answer["reason"] is None, answer["digits"]
+    files, texts = lines.numbers(mnist.x_test.reshape(-1, 28, 28), mnist.y_test, 8, "validation", True)
+    assert texts[7] == "5071"
+    answer = predict_image(model, files[7], number=True)
+    assert answer["number"] == "5071" and answer["reason"] is None, answer["digits"]
     monkeypatch.setattr(line, "ANSWER", np.inf)  # the cuts alone
-    declined = predict_image(model, files[33], number=True)
+    declined = predict_image(model, files[7], number=True)
     assert declined["number"] is None and declined["reason"].startswith("part 2 of 3 does not look like a digit")
 
 
