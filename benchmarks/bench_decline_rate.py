@@ -31,9 +31,9 @@ def main() -> None:
     from digitlab.data import negatives, synth
     from digitlab.data.mnist import load_mnist
     from digitlab.evaluation import evaluate as evaluation
-    from digitlab.io import calibration
-    from digitlab.io.calibration import scale_temperature
     from digitlab.io.load import load
+    from digitlab.nn import calibration
+    from digitlab.nn.calibration import scale_temperature
     from digitlab.training.outliers import validation_set
 
     data = load_mnist(DATA_DIR)

@@ -1,4 +1,4 @@
-"""io/calibration.py: the one place serving calibration is fitted and applied, and the one
+"""nn/calibration.py: the one place serving calibration is fitted and applied, and the one
 meaning of "not calibrated" (temperature 1, nothing declined, and a note saying so)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitlab.io import calibration
 from digitlab.io.native import KerasModel
+from digitlab.nn import calibration
 from digitlab.training.runs import Run
 
 

@@ -12,10 +12,10 @@ import pytest
 from conftest import digitlab
 from PIL import Image
 
-from digitlab.io import calibration
 from digitlab.io.export import export
 from digitlab.io.load import load
 from digitlab.io.native import KerasModel, OnnxModel
+from digitlab.nn import calibration
 from digitlab.training.config import TrainConfig
 
 

@@ -43,7 +43,7 @@ def test_its_loss_and_calibration_are_those_of_what_is_served(evaluated, built, 
     from sklearn.metrics import log_loss
 
     from digitlab.evaluation.metrics import calibration
-    from digitlab.io.calibration import scale_temperature
+    from digitlab.nn.calibration import scale_temperature
 
     _, out, _ = evaluated
     metrics = json.loads((out / "metrics.json").read_text())

@@ -12,8 +12,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from digitlab.io.calibration import scale_temperature
 from digitlab.io.load import load
+from digitlab.nn.calibration import scale_temperature
 from digitlab.serve.app import running
 
 

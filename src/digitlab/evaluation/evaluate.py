@@ -17,8 +17,9 @@ from digitlab.data.mnist import MNIST, load_mnist
 from digitlab.errors import DigitlabError
 from digitlab.evaluation.metrics import CLASSES, score
 from digitlab.files import write_atomic, write_json, write_text
-from digitlab.io import calibration, foreign
+from digitlab.io import foreign
 from digitlab.io.native import KerasModel, Model, OnnxModel
+from digitlab.nn import calibration
 from digitlab.training.outliers import validation_set
 from digitlab.training.record import DataUsed
 from digitlab.training.runs import Run, new_run_dir

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.errors import DigitlabError
-from digitlab.io import calibration
 from digitlab.io.native import fits
+from digitlab.nn import calibration
 
 LAYOUTS = ((28, 28, 1), (28, 28), (784,), (1, 28, 28))  # the tutorials' (Keras, flat, PyTorch)
 PIXELS = {"1": (1.0, 0.0), "255": (255.0, 0.0), "standardized": (1 / 0.3081, -0.1307 / 0.3081)}  # x * a + b

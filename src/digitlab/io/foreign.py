@@ -35,9 +35,10 @@ from pathlib import Path
 
 from digitlab.errors import DigitlabError
 from digitlab.files import UnreadableJSON, parse_json
-from digitlab.io import adapt, calibration, native
+from digitlab.io import adapt, native
 from digitlab.io.native import ONNX_TYPES, AdaptedOnnxModel, KerasModel, check_output, keras_config
 from digitlab.io.runtime import onnx_session
+from digitlab.nn import calibration
 from digitlab.training.runs import read_object
 
 

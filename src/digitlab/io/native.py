@@ -2,7 +2,7 @@
 .onnx file (which runs on ONNX Runtime alone: serving it needs no TensorFlow).
 
 Each model answers `probabilities(images)` for float32 (N, 28, 28, 1) images in [0, 1], and
-carries `info`: its serving calibration (calibration.py; serving.json, or ONNX metadata) and
+carries `info`: its serving calibration (nn/calibration.py; serving.json, or ONNX metadata) and
 what else is known of it. Models trained elsewhere are adapted by foreign.py into these classes.
 
 Model files are untrusted: their JSON is read within bounds (files.parse_json), a .keras file is
@@ -22,8 +22,8 @@ import numpy as np
 
 from digitlab.errors import DigitlabError
 from digitlab.files import JSON_CHARS, UnreadableJSON, parse_json
-from digitlab.io import calibration
 from digitlab.io.runtime import onnx_session, run_onnx
+from digitlab.nn import calibration
 
 DEFAULT_MODEL = Path(__file__).parents[1] / "assets" / "default.onnx"
 META_PREFIX = "digitlab."  # ONNX metadata keys: digitlab.temperature, digitlab.threshold, ...

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.image import segment
-from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
 from digitlab.io.runtime import onnx_session, run_onnx
+from digitlab.nn.calibration import scale_temperature
 from digitlab.read.line import ranked, reread
 
 PIECES = Path(__file__).resolve().parents[1] / "assets" / "pieces.onnx"

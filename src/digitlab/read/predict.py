@@ -8,8 +8,8 @@ import numpy as np
 from digitlab.errors import DigitlabError
 from digitlab.image import segment
 from digitlab.image.preprocess import BLANK, MAX_MARKS, Inked, ink_of, prepare_ink
-from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
+from digitlab.nn.calibration import scale_temperature
 from digitlab.read.line import LINE_SURE, ranked, read_lines
 from digitlab.read.number import read_numbers
 

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from digitlab import cache
-from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
+from digitlab.nn.calibration import scale_temperature
 from digitlab.robustness.wild import family, numbers
 
 SEED = 20_261_129  # far from training seeds (0, 1, 2, ...); the validation counterpart adds 1

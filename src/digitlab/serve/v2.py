@@ -24,8 +24,8 @@ import numpy as np
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
-from digitlab.io.calibration import scale_temperature
 from digitlab.io.native import Model
+from digitlab.nn.calibration import scale_temperature
 from digitlab.serve.limits import Refused, byte_count, parse_json, refusals
 from digitlab.serve.state import ModelDep, PoolDep, ReadyDep
 from digitlab.version import __version__

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import scipy.linalg
-import scipy.optimize
 
 from digitlab.errors import DigitlabError
+from digitlab.nn import calibration
 from digitlab.nn.backend import keras
 from digitlab.nn.models import NUM_CLASSES
 
@@ -27,6 +27,7 @@ CHUNK = 2_000  # images per pass through the layers: memory is CHUNK x width flo
 # Ridge strengths tried, relative to the Gram matrix's mean diagonal (so one grid fits any
 # feature scale); the best on validation wins.
 RIDGES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+SCORE_TEMPERATURES = (np.exp(-8), np.exp(3))  # the softmax's factor on the scores from e**-3 to e**8
 INIT_SCALE = 0.5  # spread of the random units' biases, in standard deviations of their input
 
 
@@ -71,15 +72,10 @@ class Features:
 
 def temperature(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """The factor on least-squares scores whose softmax has the least log-loss on `labels`, and
-    that log-loss."""
-
-    def loss(log_t: float) -> float:
-        z = np.exp(log_t) * scores
-        z -= z.max(axis=1, keepdims=True)
-        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), labels]))
-
-    best = scipy.optimize.minimize_scalar(loss, bounds=(-3, 8), method="bounded")
-    return float(np.exp(best.x)), float(best.fun)
+    that log-loss: calibration's temperature fit, inverted (least-squares scores are about 1 for
+    the right digit, so the factor is large: up to e**8)."""
+    t = calibration.fit_temperature(scores, labels, SCORE_TEMPERATURES)
+    return 1 / t, calibration.nll(scores, labels, t)
 
 
 def fit(

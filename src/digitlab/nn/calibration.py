@@ -1,6 +1,7 @@
-"""Serving calibration: the temperature that makes confidences honest and the threshold under
-which a reading is declined, fitted on validation digits (never test) and applied on the
-serving side. Fitting and applying live here, and so does the one meaning of "not calibrated".
+"""Calibration: the temperature that makes confidences honest and the threshold under which a
+reading is declined, fitted on validation digits (never test) and applied on the serving side.
+Fitting and applying live here, and so does the one meaning of "not calibrated"; the ridge head
+(training/ridge.py) fits its softmax's temperature with the same fit.
 
 Applying needs numpy alone, so reading a digit loads nothing heavy for it; fitting, SciPy too.
 """
