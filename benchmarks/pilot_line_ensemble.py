@@ -1,19 +1,21 @@
-"""Two line readers read together, against each alone, on validation:
+"""Line readers read together, against each alone, on validation:
 
-    python benchmarks/pilot_line_ensemble.py A.onnx B.onnx [--n 600]
+    python benchmarks/pilot_line_ensemble.py A.onnx B.onnx [C.onnx ...] [--n 600]
 
 Each reader (training/line_reader.py, trained from seeds of their own) reads, alone and with no
 cuts, n numbers of data/lines.py's validation family with ordinary gaps and n whose neighbours
-touch, as reading prepares them (pilot_line_readers.validation_strips). Then the two together:
+touch, as reading prepares them (pilot_line_readers.validation_strips). Then all of them together:
   steps     the mean of their probabilities at each step, decoded greedily
   together  each reader's greedy reading a candidate, the one they give the most probability
-            (multiplied) read: training/line_reader.decode of both, one graph (join())
+            (multiplied) read: training/line_reader.decode of all, one graph (join())
+and, of three or more, each two together (timed as all of them run).
 Printed: numbers read exactly of each kind, and each way's time per strip.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ from pilot_line_readers import validation_strips
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("readers", type=Path, nargs=2)
+    parser.add_argument("readers", type=Path, nargs="+")
     parser.add_argument("--n", type=int, default=600)
     args = parser.parse_args()
 
@@ -44,12 +46,18 @@ def main() -> None:
         def steps(logits: np.ndarray) -> np.ndarray:  # the log of the readers' mean step probabilities
             return np.log(np.maximum(step_probabilities(logits).mean(0), 1e-30))
 
-        ways = {
-            "A": lambda strips: decode(_logits(strips, args.readers[0])),
-            "B": lambda strips: decode(_logits(strips, args.readers[1])),
-            "steps": lambda strips: decode(steps(_logits(strips, joined))),
-            "together": lambda strips: decode(_logits(strips, joined)),
-        }
+        def alone(path: Path):
+            return lambda strips: decode(_logits(strips, path))
+
+        def together(joined: Path, readers: list[int]):  # some of the joined, the others' logits set aside
+            return lambda strips: decode(_logits(strips, joined)[readers])
+
+        ways = {path.stem: alone(path) for path in args.readers}
+        ways["steps"] = lambda strips: decode(steps(_logits(strips, joined)))
+        if len(args.readers) > 2:
+            for pair in itertools.combinations(range(len(args.readers)), 2):
+                ways[" + ".join(args.readers[k].stem for k in pair)] = together(joined, list(pair))
+        ways["together"] = lambda strips: decode(_logits(strips, joined))
         print("| way | gaps exact | touching exact | ms a strip |\n|---|---|---|---|")
         for way, read in ways.items():
             print(f"| {way} | " + " | ".join(exact_and_time(read, judged)) + " |")

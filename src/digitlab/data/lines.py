@@ -10,8 +10,8 @@ Two disjoint families of settings, so that what is tuned on one is reported on t
   validation  digit height 40-72 px; gaps 0.14-0.30 of it; touching: overlap 0-0.06 or
               0.14-0.20 of it (shallower and deeper than test's, so that what is chosen here
               has seen both sides of it); slant up to 0.12 either way; white or light grey
-              paper; black pen; JPEG at quality 50-70 (more loss than test's).
-              Until 2026-12-08 PNG and slant one way: blind to two things test has.
+              paper; black pen; JPEG at quality 50-70 (more loss than test's): what is
+              chosen here has seen JPEG and both slants, as test has.
               Digits from MNIST's validation split.
   test        digit height 28-40 or 72-110 px; gaps 0.06-0.14 or 0.30-0.60; touching: overlap
               0.06-0.14; slant 0.12-0.25 either way; cream or squared-white paper; blue or
@@ -118,6 +118,7 @@ def _contact(left: np.ndarray, right: np.ndarray) -> int:
 
 
 def _width(ink: np.ndarray) -> int:
+    """How many columns the ink spans."""
     cols = np.flatnonzero(ink.max(0) > 0.3)
     return int(cols[-1] - cols[0] + 1) if cols.size else 0
 
