@@ -49,14 +49,14 @@ def main() -> None:
         def alone(path: Path):
             return lambda strips: decode(_logits(strips, path))
 
-        def together(joined: Path, readers: list[int]):  # some of the joined, the others' logits set aside
+        def together(readers: list[int]):  # some of the joined, the others' logits set aside
             return lambda strips: decode(_logits(strips, joined)[readers])
 
         ways = {path.stem: alone(path) for path in args.readers}
         ways["steps"] = lambda strips: decode(steps(_logits(strips, joined)))
         if len(args.readers) > 2:
             for pair in itertools.combinations(range(len(args.readers)), 2):
-                ways[" + ".join(args.readers[k].stem for k in pair)] = together(joined, list(pair))
+                ways[" + ".join(args.readers[k].stem for k in pair)] = together(list(pair))
         ways["together"] = lambda strips: decode(_logits(strips, joined))
         print("| way | gaps exact | touching exact | ms a strip |\n|---|---|---|---|")
         for way, read in ways.items():
