@@ -24,6 +24,7 @@ SHAPES = {
     # half the columns a step: room for narrow digits that overlap (a 1 in a 9)
     "fine-steps": {**ONE_CONV, "blocks": ((16, (2, 2)), (32, (2, 1)), (64, (2, 1)), (64, (2, 1)))},
     "two-convs": {"convs": 2},  # each block twice as deep
+    "three-convs": {"convs": 3},  # and deeper again: depth, not width, told overlapping strokes apart
     "wide": {**ONE_CONV, "blocks": ((32, (2, 2)), (64, (2, 2)), (96, (2, 1)), (96, (2, 1))), "context": 192},
 }
 

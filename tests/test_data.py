@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab.data.mnist import FILES, download, load_mnist, load_raw, parse_idx, split_indices
+from digitlab.data.download import download
+from digitlab.data.mnist import FILES, load_mnist, load_raw, parse_idx, split_indices
 from digitlab.errors import DigitlabError
 
 # From the data set's own README: the published label counts.
@@ -138,12 +139,12 @@ def test_download_tries_mirrors_in_turn_and_verifies(data_dir, tmp_path):
     bad = _Server(bad_folder)
     try:
         dest = tmp_path / "cache"
-        files = download(dest, mirrors=("http://127.0.0.1:9/", bad.url, good.url), timeout=5)
+        files = download(dest, "MNIST", FILES, ("http://127.0.0.1:9/", bad.url, good.url), timeout=5)
         assert sorted(p.name for p in dest.iterdir()) == sorted(f"{n}.gz" for n, _ in FILES.values())
         assert files["train_images"].read_bytes() == (data_dir / "train-images-idx3-ubyte.gz").read_bytes()
         assert load_raw(dest).train_images.shape == (60000, 28, 28)
-        with pytest.raises(DigitlabError, match=r"could not download .* put the four MNIST files into"):
-            download(tmp_path / "other", mirrors=(bad.url,), timeout=5)
+        with pytest.raises(DigitlabError, match=r"could not download .* put the 4 MNIST files into"):
+            download(tmp_path / "other", "MNIST", FILES, (bad.url,), timeout=5)
         assert not (tmp_path / "other").exists()  # nothing half-written, not even an empty folder
     finally:
         good.close()

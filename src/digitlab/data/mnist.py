@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab.data.idx import gunzip, idx_header, parse_idx, read_bytes
+from digitlab.data.download import download
+from digitlab.data.idx import idx_header, parse_idx, read_bytes
 from digitlab.errors import DigitlabError
-from digitlab.files import write_atomic
 
 # The four canonical files, each with the SHA-256 of its *decompressed* content: mirrors
 # recompress the gzip bytes, but the content of the real MNIST never changes.
@@ -101,11 +101,13 @@ class RawMNIST:
 def read_mnist(source: dict[str, Path] | Path) -> RawMNIST:
     """Parse and validate a located MNIST; every error names the offending file."""
     if isinstance(source, Path):
-        arrays, where = _read_npz(source), str(source)
+        arrays = _read_npz(source)
         names = {key: f"{source}[{key}]" for key in FILES}
+        where = str(source)
     else:
         arrays = {key: parse_idx(read_bytes(path), str(path)) for key, path in source.items()}
-        names, where = {key: str(path) for key, path in source.items()}, str(source["train_images"].parent)
+        names = {key: str(path) for key, path in source.items()}
+        where = str(source["train_images"].parent)
     # Structure first, so the error is the most specific one; the checksum last.
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
@@ -138,61 +140,6 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return {key: np.ascontiguousarray(npz[k], dtype=np.uint8) for key, k in keys.items()}
     except (OSError, ValueError, KeyError, zlib.error) as e:
         raise DigitlabError(f"corrupt {path}: {e}; delete it, or use the IDX files instead") from None
-
-
-# --- download -----------------------------------------------------------------------------
-
-
-def download(dest: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30) -> dict[str, Path]:
-    """Fetch the four .gz files into `dest`, each verified before it is renamed into place.
-    A folder made here and left empty by a failure is removed again."""
-    import http.client
-
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    made = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
-    out = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, transient=True) as progress:
-        for key, (name, sha) in FILES.items():
-            target = dest / f"{name}.gz"
-            for mirror in mirrors:
-                try:
-                    url = f"{mirror}{name}.gz"
-                    write_atomic(target, lambda tmp, url=url, sha=sha: _fetch(url, tmp, sha, timeout, progress))
-                    out[key] = target
-                    break
-                except (OSError, http.client.HTTPException, ValueError) as e:
-                    errors.append(f"{mirror}{name}.gz: {e}")
-            else:
-                if made and not any(dest.iterdir()):
-                    dest.rmdir()
-                raise DigitlabError(
-                    f"could not download {name}.gz from any mirror ({errors[-1]}); "
-                    f"put the four MNIST files into {dest} by hand, or pass --data-dir"
-                )
-    return out
-
-
-def _fetch(url: str, tmp: Path, sha: str, timeout: float, progress) -> None:
-    import urllib.request  # here: every reading process imports this module's package
-
-    request = urllib.request.Request(url, headers={"User-Agent": "digitlab"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as f:
-        size = int(response.headers.get("Content-Length") or 0) or None
-        task = progress.add_task(url.rsplit("/", 1)[-1], total=size)
-        while chunk := response.read(1 << 16):
-            f.write(chunk)
-            progress.advance(task, len(chunk))
-        progress.remove_task(task)
-    try:
-        content = gunzip(tmp)
-    except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"not a valid gzip file ({e})") from None
-    if hashlib.sha256(content).hexdigest() != sha:
-        raise ValueError("SHA-256 of the content does not match the real MNIST")
 
 
 # --- the split ----------------------------------------------------------------------------
@@ -290,7 +237,7 @@ def load_raw(data_dir: str | Path | None = None, download_missing: bool = True) 
                 "MNIST not found in " + ", ".join(map(str, places)) + "; put the four IDX files "
                 "(train-images-idx3-ubyte.gz, ...) or mnist.npz in one of them, or pass --data-dir"
             )
-        source = download(places[0])  # --data-dir, else $DIGITLAB_DATA_DIR, else the cache
+        source = download(places[0], "MNIST", FILES, MIRRORS)  # --data-dir, else $DIGITLAB_DATA_DIR, else the cache
     return read_mnist(source)
 
 

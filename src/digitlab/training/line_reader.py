@@ -53,7 +53,10 @@ LR = 2e-3  # Adam, cosine-annealed to 0 over the epochs
 SEED = 0  # a second reader of the ensemble (--seed SECOND) learns from numbers and non-digits of its own
 SECOND = 500
 CHUNK = 10_000  # numbers a worker writes at once; chunk k draws from seed seed + k * CHUNK_SEEDS
-CHUNK_SEEDS = 1_000  # far from VALIDATION and from SECOND's chunks
+# Far from VALIDATION and from SECOND's chunks. Seeds that differ by a multiple of it share
+# chunks (seed 1000 writes seed 0's chunks 1 onward): a reader of its own takes a seed of
+# another remainder (250, 750, ...).
+CHUNK_SEEDS = 1_000
 VALIDATION = 1  # the seed of the numbers written from MNIST's validation digits to follow training
 
 
@@ -105,12 +108,18 @@ def examples_in_parallel(
     sizes = [min(CHUNK, n - start) for start in range(0, n, CHUNK)]
     seeds = [seed + k * CHUNK_SEEDS for k in range(len(sizes))]
     write = partial(_half_examples, not_numbers=not_numbers, boxed=boxed)
+    # Each chunk copied into one array as it comes, not the chunks joined at the end: that held
+    # every strip twice. Room for every number and non-digit; those with no ink found are left out.
+    most = sum(size + round(not_numbers * size) for size in sizes)
+    x, y, filled = np.empty((most, HEIGHT, WIDTH), np.float16), np.empty((most, MAX_DIGITS), np.int32), 0
     # spawn, not fork: the parent may already hold TensorFlow's threads. The digits go to each
     # worker once, as it starts, not pickled again with every chunk (157 MB a chunk).
     context = get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_hold, initargs=(images, labels)) as pool:
-        parts = list(pool.map(write, sizes, seeds))
-    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+        for strips, targets in pool.map(write, sizes, seeds):
+            x[filled : filled + len(strips)], y[filled : filled + len(strips)] = strips, targets
+            filled += len(strips)
+    return x[:filled], y[:filled]
 
 
 _DIGITS: list[np.ndarray] = []  # in a worker of examples_in_parallel: the images and labels it writes with
