@@ -18,9 +18,9 @@ from digitlab.files import write_atomic
 def download(
     dest: Path, what: str, files: dict[str, tuple[str, str]], mirrors: tuple[str, ...], timeout: float = 30
 ) -> dict[str, Path]:
-    """Fetch each of the data set `what`'s `files` (key: (name, SHA-256 of the content)) as `name`.gz into `dest`,
-    verified before it is renamed into place; the paths by key. A folder made here and left empty
-    by a failure is removed again."""
+    """Fetch the data set `what`'s `files` (key: (name, SHA-256 of the content)), each as
+    `name`.gz into `dest`, verified before it is renamed into place; their paths by key. A folder
+    made here and left empty by a failure is removed again."""
     import http.client
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn

@@ -111,13 +111,16 @@ def examples_in_parallel(
     # Each chunk copied into one array as it comes, not the chunks joined at the end: that held
     # every strip twice. Room for every number and non-digit; those with no ink found are left out.
     most = sum(size + round(not_numbers * size) for size in sizes)
-    x, y, filled = np.empty((most, HEIGHT, WIDTH), np.float16), np.empty((most, MAX_DIGITS), np.int32), 0
+    x = np.empty((most, HEIGHT, WIDTH), np.float16)
+    y = np.empty((most, MAX_DIGITS), np.int32)
+    filled = 0
     # spawn, not fork: the parent may already hold TensorFlow's threads. The digits go to each
     # worker once, as it starts, not pickled again with every chunk (157 MB a chunk).
     context = get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_hold, initargs=(images, labels)) as pool:
         for strips, targets in pool.map(write, sizes, seeds):
-            x[filled : filled + len(strips)], y[filled : filled + len(strips)] = strips, targets
+            x[filled : filled + len(strips)] = strips
+            y[filled : filled + len(targets)] = targets
             filled += len(strips)
     return x[:filled], y[:filled]
 
